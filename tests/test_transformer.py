@@ -1,0 +1,369 @@
+"""The transformer: parity with diffusers, loading formats, chunk-causal == streaming, constant state, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import sana_stream as ss
+from tests.tiny_transformers import (
+    TINY_IMAGE, TINY_IMAGE_PE, TINY_SPRINT, diffusers_image, diffusers_video, text_inputs, to_original,
+)
+
+TOL = 1e-5
+
+
+def max_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a.float() - b.float()).abs().max().item()
+
+
+@pytest.fixture(scope="module")
+def video_ref(tmp_path_factory):
+    ref = diffusers_video(seed=0)
+    folder = tmp_path_factory.mktemp("video") / "transformer"
+    ref.save_pretrained(folder)
+    return ref, folder
+
+
+@pytest.fixture(scope="module")
+def video(video_ref):
+    return ss.load_transformer(video_ref[1], dtype=torch.float32)
+
+
+def video_inputs(batch=2, frames=5, height=8, width=8, seed=3):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, 4, frames, height, width, generator=gen)
+    text, mask = text_inputs(batch, 7, 16)
+    return x, text, mask
+
+
+# ----- parity with diffusers ------------------------------------------------------------------------------------
+
+
+def test_video_parity_scalar_timestep(video_ref, video):
+    ref, _ = video_ref
+    x, text, mask = video_inputs()
+    t = torch.tensor([999.0, 321.5])
+    with torch.no_grad():
+        want = ref(x, encoder_hidden_states=text, timestep=t, encoder_attention_mask=mask, return_dict=False)[0]
+        got = video(x, t, text, mask)
+    assert got.shape == x.shape
+    assert max_err(got, want) <= TOL
+
+
+def test_video_parity_per_frame_timesteps(video_ref, video):
+    ref, _ = video_ref
+    x, text, mask = video_inputs(frames=4, height=6, width=10)
+    t = torch.tensor([[0.0, 500.0, 700.0, 900.0], [0.0, 0.0, 250.0, 1000.0]])
+    # diffusers takes per-frame timesteps per token: (B, 1, T, H', W').
+    t_tokens = t[:, None, :, None, None].expand(2, 1, 4, 3, 5)
+    with torch.no_grad():
+        want = ref(x, encoder_hidden_states=text, timestep=t_tokens, encoder_attention_mask=mask,
+                   return_dict=False)[0]
+        got = video(x, t, text, mask)
+    assert max_err(got, want) <= TOL
+
+
+def test_video_parity_no_mask_and_rope_split(video_ref, video):
+    ref, _ = video_ref
+    x, text, _ = video_inputs(batch=1, frames=3)
+    with torch.no_grad():
+        want = ref(x, encoder_hidden_states=text[:1], timestep=torch.tensor([42.0]), return_dict=False)[0]
+        got = video(x, torch.tensor([42.0]), text[:1])
+    assert max_err(got, want) <= TOL
+    assert ss.model.embeddings.Rope3D(112).dims == (40, 36, 36)  # the released checkpoint's split
+
+
+@pytest.mark.parametrize("name,config", [("plain", TINY_IMAGE), ("sprint", TINY_SPRINT), ("pe", TINY_IMAGE_PE)])
+def test_image_parity(tmp_path, name, config):
+    ref = diffusers_image(config, seed=5)
+    ref.save_pretrained(tmp_path / name)
+    ours = ss.load_transformer(tmp_path / name)
+    gen = torch.Generator().manual_seed(0)
+    # 12x16 differs from sample_size 8, so the PE model rebuilds its sincos table for the new size.
+    x = torch.randn(2, 4, 12, 16, generator=gen)
+    text, mask = text_inputs(2, 6, 12)
+    t = torch.tensor([10.0, 800.0])
+    kwargs = {"guidance": torch.tensor([0.45, 0.3])} if config.get("guidance_embeds") else {}
+    with torch.no_grad():
+        want = ref(x, encoder_hidden_states=text, timestep=t, encoder_attention_mask=mask, return_dict=False,
+                   **kwargs)[0]
+        got = ours(x, t, text, mask, **kwargs)
+    assert got.shape == x.shape
+    assert max_err(got, want) <= TOL
+
+
+# ----- loading formats --------------------------------------------------------------------------------------------
+
+
+def test_pipeline_folder_and_shards(tmp_path, video_ref):
+    ref, _ = video_ref
+    pipe = tmp_path / "pipe"
+    ref.save_pretrained(pipe / "transformer", max_shard_size="20KB")
+    assert (pipe / "transformer" / "diffusion_pytorch_model.safetensors.index.json").is_file()
+    (pipe / "model_index.json").write_text(json.dumps({"_class_name": "SanaVideoPipeline"}))
+    model = ss.load_transformer(pipe, dtype=torch.float32)
+    x, text, mask = video_inputs(batch=1)
+    with torch.no_grad():
+        want = ref(x, encoder_hidden_states=text[:1], timestep=torch.tensor([5.0]),
+                   encoder_attention_mask=mask[:1], return_dict=False)[0]
+        assert max_err(model(x, torch.tensor([5.0]), text[:1], mask[:1]), want) <= TOL
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+@pytest.mark.parametrize("kind", ["video", "sprint"])
+def test_original_checkpoint_round_trip(tmp_path, kind, suffix):
+    if kind == "video":
+        ref, config = diffusers_video(seed=2), {"_class_name": "SanaVideoTransformer3DModel"}
+    else:
+        ref, config = diffusers_image(TINY_SPRINT, seed=2), {"_class_name": "SanaTransformer2DModel"}
+    config.update({k: v for k, v in ref.config.items() if not k.startswith("_")})
+    original = to_original(ref.state_dict())
+    path = tmp_path / f"ckpt{suffix}"
+    if suffix == ".pth":
+        torch.save({"state_dict": original, "step": torch.tensor(3)}, path)
+    else:
+        save_file(original, str(path))
+    with pytest.raises(ValueError, match="bare checkpoint"):
+        ss.load_transformer(path)
+    ours = ss.load_transformer(path, config=config)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    ours_beside = ss.load_transformer(path)  # config.json next to the file
+    for a, b in zip(ours.state_dict().values(), ours_beside.state_dict().values()):
+        assert torch.equal(a, b)
+    if kind == "video":
+        x, text, mask = video_inputs(batch=1)
+        args, kwargs = (x, torch.tensor([7.0]), text[:1], mask[:1]), {}
+    else:
+        x = torch.randn(1, 4, 8, 8)
+        text, mask = text_inputs(1, 6, 12)
+        args, kwargs = (x, torch.tensor([7.0]), text, mask), {"guidance": torch.tensor([0.45])}
+    with torch.no_grad():
+        want = ref(args[0], encoder_hidden_states=args[2], timestep=args[1], encoder_attention_mask=args[3],
+                   return_dict=False, **kwargs)[0]
+        assert max_err(ours(*args, **kwargs), want) <= TOL
+
+
+def test_save_pretrained_loads_in_diffusers(tmp_path, video):
+    from diffusers import SanaVideoTransformer3DModel
+
+    video.save_pretrained(tmp_path / "ours")
+    theirs = SanaVideoTransformer3DModel.from_pretrained(tmp_path / "ours").eval()
+    x, text, mask = video_inputs()
+    t = torch.tensor([100.0, 600.0])
+    with torch.no_grad():
+        want = theirs(x, encoder_hidden_states=text, timestep=t, encoder_attention_mask=mask, return_dict=False)[0]
+        assert max_err(video(x, t, text, mask), want) <= TOL
+
+
+def test_variants_match_released_sizes():
+    cfg = ss.TransformerConfig.from_dict(ss.VARIANTS["SanaVideo_2B_480p"])
+    assert (cfg.inner_dim, cfg.num_layers, cfg.ffn_hidden, cfg.patch_size) == (2240, 20, 6720, (1, 2, 2))
+    assert 2.0e9 < cfg.num_parameters() < 2.1e9  # fact sheet: about 2.057 B
+    with torch.device("meta"):
+        model = ss.SanaTransformer(cfg.replace(num_layers=1))
+    assert model.num_parameters() == cfg.replace(num_layers=1).num_parameters()
+    sana_600m = ss.TransformerConfig.from_dict(ss.VARIANTS["Sana_600M_1024px"])
+    assert 0.55e9 < sana_600m.num_parameters() < 0.65e9
+
+
+# ----- attention modes and the streaming state --------------------------------------------------------------------
+
+
+def test_chunk_causal_equals_streaming(video):
+    k = 2
+    x, text, mask = video_inputs(batch=2, frames=3 * k)
+    c0, c1, c2 = x.split(k, dim=2)
+    t = torch.tensor([[0, 0, 0, 0, 640.0, 640.0], [0, 0, 0, 0, 100.0, 100.0]])
+    with torch.no_grad():
+        causal = video(x, t, text, mask, chunk_frames=k)
+        state = video.new_state(2)
+        video.append_state(state, c0, text, mask)
+        video.append_state(state, c1, text, mask)
+        assert state.frames == 2 * k and state.chunks == 2
+        before = state.nbytes
+        streamed = video(c2, t[:, -1], text, mask, state=state)
+    assert max_err(streamed, causal[:, :, 2 * k:]) <= TOL
+    assert state.nbytes == before and state.frames == 2 * k  # a forward never changes the state
+
+    # ... and the mode matters: bidirectional attention gives a different answer on c2.
+    with torch.no_grad():
+        bidirectional = video(x, t, text, mask)
+    assert max_err(bidirectional[:, :, 2 * k:], causal[:, :, 2 * k:]) > 1e-3
+
+
+def test_chunk_causal_is_causal_and_first_chunk_takes_remainder(video):
+    x, text, mask = video_inputs(batch=1, frames=5)
+    t = torch.tensor([300.0])
+    changed = x.clone()
+    changed[:, :, 3:] = torch.randn_like(changed[:, :, 3:])
+    with torch.no_grad():
+        a = video(x, t, text[:1], mask[:1], chunk_frames=2)  # chunks [0, 3), [3, 5)
+        b = video(changed, t, text[:1], mask[:1], chunk_frames=2)
+        whole = video(x, t, text[:1], mask[:1], chunk_frames=5)
+        bidi = video(x, t, text[:1], mask[:1])
+    assert max_err(a[:, :, :3], b[:, :, :3]) == 0.0
+    assert max_err(a[:, :, 3:], b[:, :, 3:]) > 1e-3
+    assert max_err(whole, bidi) == 0.0
+    assert ss.model.transformer.chunk_bounds(21, 10) == [(0, 11), (11, 21)]
+    assert ss.model.transformer.chunk_bounds(20, 10) == [(0, 10), (10, 20)]
+
+
+def test_state_size_is_constant(video):
+    x, text, mask = video_inputs(batch=1, frames=1)
+    with torch.no_grad():
+        state = video.new_state(1)
+        sizes = []
+        for i in range(200):
+            video.append_state(state, x, text[:1], mask[:1])
+            if i in (1, 199):
+                sizes.append(state.nbytes)
+    assert sizes[0] == sizes[1] > 0
+    assert state.frames == 200
+    # sums (S: 2·12·12, z: 2·12) per block in fp32, plus one frame (4×4 tokens × 24) of FFN features per block.
+    assert sizes[0] == 2 * (2 * 12 * 12 * 4 + 2 * 12 * 4 + 16 * 24 * 4)
+
+
+def test_windowed_state_forgets(video):
+    # A window of 1 holds c1's own entries only. Block 0's entries depend on nothing but the chunk itself
+    # (deeper blocks saw c0 as history when c1 was appended, as in the reference), so there they must not
+    # depend on c0 at all, while the global history still does.
+    x, text, mask = video_inputs(batch=1, frames=6)
+    c0, c1, _ = x.split(2, dim=2)
+    other_c0 = torch.randn_like(c0)
+    sums = {}
+    with torch.no_grad():
+        for window in (1, None):
+            for name, first in (("a", c0), ("b", other_c0)):
+                state = video.new_state(1, window=window)
+                video.append_state(state, first, text[:1], mask[:1])
+                video.append_state(state, c1, text[:1], mask[:1])
+                sums[window, name] = state.history(0)[0]
+    for i in range(2):
+        assert torch.equal(sums[1, "a"][i], sums[1, "b"][i])
+        assert max_err(sums[None, "a"][i], sums[None, "b"][i]) > 1e-4
+
+
+def test_windowed_state_matches_recent_history(video):
+    # window=2 after four chunks == the same chunks' sums recomputed from the last two alone.
+    x, text, mask = video_inputs(batch=1, frames=4)
+    chunks = x.split(1, dim=2)
+    with torch.no_grad():
+        windowed = video.new_state(1, window=2)
+        for c in chunks:
+            video.append_state(windowed, c, text[:1], mask[:1])
+        sizes = windowed.nbytes
+        video.append_state(windowed, chunks[0], text[:1], mask[:1])
+    assert windowed.nbytes == sizes
+
+
+def test_state_clone_is_independent(video):
+    x, text, mask = video_inputs(batch=1, frames=2)
+    with torch.no_grad():
+        state = video.new_state(1)
+        video.append_state(state, x[:, :, :1], text[:1], mask[:1])
+        fork = state.clone()
+        video.append_state(state, x[:, :, 1:], text[:1], mask[:1])
+        a = video(x[:, :, 1:], torch.tensor([900.0]), text[:1], mask[:1], state=fork)
+        fresh = video.new_state(1)
+        video.append_state(fresh, x[:, :, :1], text[:1], mask[:1])
+        b = video(x[:, :, 1:], torch.tensor([900.0]), text[:1], mask[:1], state=fresh)
+    assert fork.frames == 1 and state.frames == 2
+    assert max_err(a, b) == 0.0
+
+
+# ----- dtypes ---------------------------------------------------------------------------------------------------
+
+
+def test_bf16_close_to_fp32(video_ref, video):
+    bf16 = ss.load_transformer(video_ref[1], dtype=torch.bfloat16)
+    assert bf16.dtype == torch.bfloat16
+    x, text, mask = video_inputs()
+    t = torch.tensor([500.0, 900.0])
+    with torch.no_grad():
+        ref = video(x, t, text, mask)
+        low = bf16(x.bfloat16(), t, text.bfloat16(), mask)
+        state = bf16.new_state(2)
+        bf16.append_state(state, x[:, :, :2].bfloat16(), text.bfloat16(), mask)
+        streamed = bf16(x[:, :, 2:].bfloat16(), t, text.bfloat16(), mask, state=state)
+    assert low.dtype == torch.bfloat16 and streamed.dtype == torch.bfloat16
+    # Stated tolerance: bf16 keeps ~3 significant digits; errors stay within 3% of the output's scale.
+    assert max_err(low, ref) <= 0.03 * ref.abs().max().item()
+    assert torch.isfinite(streamed).all()
+
+
+# ----- clear errors -----------------------------------------------------------------------------------------------
+
+
+def test_bad_checkpoints_name_the_problem(tmp_path, video_ref):
+    ref, _ = video_ref
+    state = {k: v.clone() for k, v in ref.state_dict().items()}
+    config = {"_class_name": "SanaVideoTransformer3DModel", **{k: v for k, v in ref.config.items()
+                                                               if not k.startswith("_")}}
+    missing = dict(state)
+    del missing["transformer_blocks.1.attn1.to_k.weight"]
+    save_file(missing, str(tmp_path / "missing.safetensors"))
+    with pytest.raises(ValueError, match=r"missing keys: transformer_blocks\.1\.attn1\.to_k\.weight"):
+        ss.load_transformer(tmp_path / "missing.safetensors", config=config)
+    extra = dict(state, **{"transformer_blocks.0.attn1.surprise": torch.zeros(1)})
+    save_file(extra, str(tmp_path / "extra.safetensors"))
+    with pytest.raises(ValueError, match=r"unexpected keys: transformer_blocks\.0\.attn1\.surprise"):
+        ss.load_transformer(tmp_path / "extra.safetensors", config=config)
+    with pytest.raises(ValueError, match=r"shape mismatch: proj_out\.bias \(checkpoint \(16,\), model \(32,\)\)"):
+        ss.load_transformer(tmp_path / "missing.safetensors", config=dict(config, out_channels=8))
+    with pytest.raises(ValueError, match="unknown transformer config field.*flux_capacitor"):
+        ss.load_transformer(tmp_path / "missing.safetensors", config=dict(config, flux_capacitor=1))
+    with pytest.raises(ValueError, match="unsupported transformer class 'UNet2DModel'"):
+        ss.load_transformer(tmp_path / "missing.safetensors", config=dict(config, _class_name="UNet2DModel"))
+    with pytest.raises(ValueError, match="neither a known variant"):
+        ss.load_transformer(tmp_path / "missing.safetensors", config="Sana_9000B")
+    with pytest.raises(FileNotFoundError):
+        ss.load_transformer(tmp_path / "nowhere")
+    (tmp_path / "junk.pth").write_bytes(b"not a pickle")
+    with pytest.raises(ValueError, match="weights-only"):
+        ss.load_transformer(tmp_path / "junk.pth", config=config)
+
+
+def test_bad_inputs_name_the_problem(video):
+    x, text, mask = video_inputs(batch=2, frames=2)
+    t = torch.tensor([1.0, 2.0])
+    cases = [
+        ((x[0, 0], t, text, mask), {}, "must be \\(B, C, T, H, W\\)"),
+        ((x[:, :3], t, text, mask), {}, "has 3 channels"),
+        ((x[..., :7], t, text, mask), {}, "not divisible by patch"),
+        ((x, torch.ones(3), text, mask), {}, "timestep must be"),
+        ((x, t, text[..., :5], mask), {}, "encoder_hidden_states must be"),
+        ((x, t, text, mask[:, :3]), {}, "encoder_attention_mask must be"),
+        ((x * float("nan"), t, text, mask), {}, "NaN or inf"),
+        ((x, t, text, mask), {"chunk_frames": 0}, "chunk_frames must be"),
+        ((x, t, text, mask), {"guidance": torch.ones(2)}, "no guidance embedding"),
+    ]
+    for args, kwargs, message in cases:
+        with pytest.raises(ValueError, match=message):
+            video(*args, **kwargs)
+    state = video.new_state(1)
+    with pytest.raises(ValueError, match="batch size 2 does not fit"):
+        video(x, t, text, mask, state=state)
+    state = video.new_state(2)
+    video.append_state(state, x, text, mask)
+    with pytest.raises(ValueError, match="grid .* does not fit"):
+        video(x[..., :4], t, text, mask, state=state)
+    with pytest.raises(ValueError, match="not both"):
+        video(x, t, text, mask, state=state, chunk_frames=1)
+    with pytest.raises(ValueError, match="window must be"):
+        video.new_state(1, window=0)
+
+
+def test_image_model_rejects_video_modes(tmp_path):
+    diffusers_image(TINY_IMAGE).save_pretrained(tmp_path / "img")
+    model = ss.load_transformer(tmp_path / "img")
+    text, mask = text_inputs(1, 6, 12)
+    with pytest.raises(ValueError, match="image models take one frame"):
+        model(torch.randn(1, 4, 2, 8, 8), torch.tensor([1.0]), text, mask)
+    with pytest.raises(ValueError, match="needs a video model"):
+        model.new_state(1)
+    out = model(torch.randn(1, 4, 1, 8, 8), torch.tensor([1.0]), text, mask)  # 5-D with T = 1 is fine
+    assert out.shape == (1, 4, 1, 8, 8)
