@@ -93,7 +93,7 @@ def from_original(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
                     break
             else:
                 out[key] = tensor
-    return out
+    return _fit_patch_weight(out)
 
 
 def from_diffusers(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -105,7 +105,7 @@ def from_diffusers(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         key = key.replace("time_embed.emb.timestep_embedder.", "time_embed.timestep_embedder.")
         key = key.replace("patch_embed.proj.", "patch_embedding.")
         out[key] = tensor
-    return out
+    return _fit_patch_weight(out)
 
 
 def to_diffusers_state_dict(model: SanaTransformer) -> dict[str, torch.Tensor]:
@@ -122,11 +122,12 @@ def to_diffusers_state_dict(model: SanaTransformer) -> dict[str, torch.Tensor]:
     return out
 
 
-def _fit_patch_weight(state: dict[str, torch.Tensor]) -> None:
+def _fit_patch_weight(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     # 2-D patch convs (image checkpoints) become our 3-D conv with a time kernel of 1.
     w = state.get("patch_embedding.weight")
     if w is not None and w.ndim == 4:
         state["patch_embedding.weight"] = w.unsqueeze(2)
+    return state
 
 
 def _stored_dtype(state: dict[str, torch.Tensor]) -> torch.dtype:
@@ -191,5 +192,4 @@ def load_transformer(
         cfg = resolve_config(config)
     state = _strip_wrappers(state)
     state = from_diffusers(state) if _detect_format(state) == "diffusers" else from_original(state)
-    _fit_patch_weight(state)
     return build_transformer(cfg, state, dtype, device, what=str(path))
