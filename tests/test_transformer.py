@@ -223,8 +223,9 @@ def test_state_size_is_constant(video):
                 sizes.append(state.nbytes)
     assert sizes[0] == sizes[1] > 0
     assert state.frames == 200
-    # sums (S: 2·12·12, z: 2·12) per block in fp32, plus one frame (4×4 tokens × 24) of FFN features per block.
-    assert sizes[0] == 2 * (2 * 12 * 12 * 4 + 2 * 12 * 4 + 16 * 24 * 4)
+    # Per block, fp32: S (2·12·12) and z (2·12) for the older chunks, the newest chunk and their total, plus two
+    # frames (4×4 tokens × 24) of FFN features: the newest chunk's last frame and the one before it.
+    assert sizes[0] == 2 * (3 * (2 * 12 * 12 + 2 * 12) * 4 + 2 * 16 * 24 * 4)
 
 
 def test_windowed_state_forgets(video):
@@ -258,6 +259,34 @@ def test_windowed_state_matches_recent_history(video):
         sizes = windowed.nbytes
         video.append_state(windowed, chunks[0], text[:1], mask[:1])
     assert windowed.nbytes == sizes
+
+
+@pytest.mark.parametrize("window", [None, 2])
+def test_replacing_the_newest_chunk_is_exact(video, window):
+    # A prompt switch re-runs the newest chunk under the new prompt: the state must then equal one that had
+    # appended that chunk under the new prompt in the first place.
+    x, text, mask = video_inputs(batch=1, frames=6)
+    new_text, new_mask = text_inputs(1, 7, 16, seed=9)
+    chunks = x.split(2, dim=2)
+    t = torch.tensor([700.0])
+    with torch.no_grad():
+        switched = video.new_state(1, window=window)
+        for c in chunks[:2]:
+            video.append_state(switched, c, text[:1], mask[:1])
+        before = video(chunks[2], t, new_text, new_mask, state=switched)
+        video.append_state(switched, chunks[1], new_text, new_mask, replace_last=True)
+        direct = video.new_state(1, window=window)
+        video.append_state(direct, chunks[0], text[:1], mask[:1])
+        video.append_state(direct, chunks[1], new_text, new_mask)
+        a = video(chunks[2], t, new_text, new_mask, state=switched)
+        b = video(chunks[2], t, new_text, new_mask, state=direct)
+    assert (switched.frames, switched.chunks) == (4, 2)
+    assert max_err(a, b) <= 1e-6
+    assert max_err(a, before) > 1e-4
+    with pytest.raises(ValueError, match="frames"):
+        video.append_state(switched, x[:, :, :1], new_text, new_mask, replace_last=True)
+    with pytest.raises(ValueError, match="no appended chunk"):
+        video.append_state(video.new_state(1), chunks[0], new_text, new_mask, replace_last=True)
 
 
 def test_state_clone_is_independent(video):

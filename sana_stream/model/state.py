@@ -1,11 +1,14 @@
 """The streaming state: everything a stream remembers of its past, at a size that never grows.
 
-Per block: the linear-attention sums S = Σ v k̃ᵀ (B, h, d, d) and z = Σ φ(k) (B, h, d) in fp32, and one frame of
-FFN features (B, H·W, D) that the next chunk's temporal conv sees as its left neighbour.
+Per block: the linear-attention sums S = Σ v k̃ᵀ (B, h, d, d) and z = Σ φ(k) (B, h, d) in fp32, and the FFN
+features of the last frame (B, H·W, D) that the next chunk's temporal conv sees as its left neighbour.
 
-Global history keeps a running sum (O(1) per chunk). A window of N chunks keeps the last N chunks' own sums in a
-ring and re-adds them on each append (N is fixed, so this is still O(1) in stream length, and exact: nothing is
-subtracted, so no rounding drift accumulates however long the stream runs).
+The newest chunk's own sums are kept apart from the older ones, and the last frame of the chunk before it is
+kept too, so the newest chunk can be replaced exactly (a prompt switch re-runs it under the new prompt) without
+subtracting anything:
+- global history: older = running sum of every chunk before the newest (O(1) per chunk);
+- a window of N chunks: a ring of the last N chunks' own sums, re-added on each change (N is fixed, so still
+  O(1) in stream length, and exact: no rounding drift however long the stream runs).
 """
 
 from __future__ import annotations
@@ -42,48 +45,74 @@ class StreamState:
         self.batch_size, self.window = batch_size, window
         self.frames = 0  # latent frames appended: the absolute RoPE index of the next chunk
         self.chunks = 0
+        self.newest_frames = 0  # latent frames of the newest chunk
         self.grid: tuple[int, int] | None = None  # (H, W) tokens per frame, fixed by the first chunk
-        slots = 1 if window is None else window
-        shape_kv, shape_z = (batch_size, heads, head_dim, head_dim), (batch_size, heads, head_dim)
-        self._kv = [torch.zeros((slots, *shape_kv), device=device) for _ in range(num_layers)]
-        self._z = [torch.zeros((slots, *shape_z), device=device) for _ in range(num_layers)]
-        self._sum_kv = [kv[0] if window is None else kv.sum(0) for kv in self._kv]
-        self._sum_z = [z[0] if window is None else z.sum(0) for z in self._z]
-        self._last: list[torch.Tensor | None] = [None] * num_layers
+        # slots[l] holds chunk entries: global = [older-sum, newest]; windowed = a ring of `window` chunks.
+        slots = 2 if window is None else window
+        zeros = lambda *shape: [torch.zeros((slots, batch_size, heads, *shape), device=device)  # noqa: E731
+                                for _ in range(num_layers)]
+        self._kv, self._z = zeros(head_dim, head_dim), zeros(head_dim)
+        self._total_kv = [torch.zeros_like(kv[0]) for kv in self._kv]
+        self._total_z = [torch.zeros_like(z[0]) for z in self._z]
+        self._last: list[torch.Tensor | None] = [None] * num_layers  # newest chunk's last frame
+        self._before: list[torch.Tensor | None] = [None] * num_layers  # last frame of the chunk before it
 
     @property
     def num_layers(self) -> int:
         return len(self._kv)
 
-    def history(self, layer: int) -> tuple[AttentionSums | None, torch.Tensor | None]:
-        """(S, z) and the last frame of FFN features that a new chunk attends to at `layer`; None when empty."""
-        if self.chunks == 0:
-            return None, None
-        return (self._sum_kv[layer], self._sum_z[layer]), self._last[layer]
+    def _newest_slot(self) -> int:
+        return 1 if self.window is None else (self.chunks - 1) % self.window
 
-    def append(self, records: list[BlockRecord], frames: int, grid: tuple[int, int]) -> None:
-        """Add one finished chunk (`frames` latent frames on a `grid` of tokens) to the history."""
+    def history(
+        self, layer: int, exclude_newest: bool = False
+    ) -> tuple[AttentionSums | None, torch.Tensor | None]:
+        """(S, z) and the FFN features of the frame just before the input, that a chunk sees at `layer`.
+        exclude_newest: the history the newest chunk itself saw (to re-run it); None when empty."""
+        if not exclude_newest:
+            if self.chunks == 0:
+                return None, None
+            return (self._total_kv[layer], self._total_z[layer]), self._last[layer]
+        if self.chunks <= 1:
+            return None, None
+        keep = [i for i in range(self._kv[layer].shape[0]) if i != self._newest_slot()]
+        sums = (self._kv[layer][keep].sum(0), self._z[layer][keep].sum(0))
+        return sums, self._before[layer]
+
+    def append(self, records: list[BlockRecord], frames: int, grid: tuple[int, int],
+               replace_newest: bool = False) -> None:
+        """Add one finished chunk (`frames` latent frames on a `grid` of tokens) to the history, or, with
+        replace_newest, put it in place of the newest chunk (same frames, re-run under another prompt)."""
         if len(records) != self.num_layers:
             raise ValueError(f"expected {self.num_layers} block records, got {len(records)}")
-        slot = 0 if self.window is None else self.chunks % self.window
+        if replace_newest:
+            if self.chunks == 0:
+                raise ValueError("there is no appended chunk to replace")
+            if frames != self.newest_frames:
+                raise ValueError(f"the replacement has {frames} frames, the newest chunk {self.newest_frames}")
         for i, rec in enumerate(records):
-            kv, z = rec.sums
-            if self.window is None:
-                self._kv[i][0] += kv
-                self._z[i][0] += z
-            else:
-                self._kv[i][slot] = kv
-                self._z[i][slot] = z
-                torch.sum(self._kv[i], dim=0, out=self._sum_kv[i])
-                torch.sum(self._z[i], dim=0, out=self._sum_z[i])
+            kv, z = self._kv[i], self._z[i]
+            if not replace_newest:
+                if self.window is None:
+                    kv[0] += kv[1]  # the previous newest joins the older sum
+                    z[0] += z[1]
+                if rec.last_features is not None:
+                    self._before[i], self._last[i] = self._last[i], self._before[i]
+            slot = 1 if self.window is None else (self.chunks - (1 if replace_newest else 0)) % self.window
+            kv[slot], z[slot] = rec.sums
+            torch.sum(kv, dim=0, out=self._total_kv[i])
+            torch.sum(z, dim=0, out=self._total_z[i])
             if rec.last_features is not None:
                 if self._last[i] is None:
                     self._last[i] = rec.last_features.detach().clone()
+                    self._before[i] = torch.zeros_like(self._last[i])
                 else:
                     self._last[i].copy_(rec.last_features)
-        self.grid = grid
-        self.frames += frames
-        self.chunks += 1
+        if not replace_newest:
+            self.grid = grid
+            self.frames += frames
+            self.chunks += 1
+            self.newest_frames = frames
 
     def check_fits(self, batch_size: int, grid: tuple[int, int]) -> None:
         if batch_size != self.batch_size:
@@ -91,20 +120,18 @@ class StreamState:
         if self.grid is not None and grid != self.grid:
             raise ValueError(f"chunk token grid {grid} (H, W) does not fit the state's grid {self.grid}")
 
+    def _tensors(self) -> list[torch.Tensor]:
+        tails = [t for t in (*self._last, *self._before) if t is not None]
+        return [*self._kv, *self._z, *self._total_kv, *self._total_z, *tails]
+
     @property
     def nbytes(self) -> int:
-        tensors = [*self._kv, *self._z, *(t for t in self._last if t is not None)]
-        if self.window is not None:
-            tensors += [*self._sum_kv, *self._sum_z]
-        return sum(t.numel() * t.element_size() for t in tensors)
+        return sum(t.numel() * t.element_size() for t in self._tensors())
 
     def clone(self) -> "StreamState":
         """An independent copy (fork a stream or a world); costs one copy of a constant-size state."""
         other = object.__new__(StreamState)
         other.__dict__.update(self.__dict__)
-        other._kv = [t.clone() for t in self._kv]
-        other._z = [t.clone() for t in self._z]
-        other._sum_kv = [kv[0] if self.window is None else s.clone() for kv, s in zip(other._kv, self._sum_kv)]
-        other._sum_z = [z[0] if self.window is None else s.clone() for z, s in zip(other._z, self._sum_z)]
-        other._last = [None if t is None else t.clone() for t in self._last]
+        for name in ("_kv", "_z", "_total_kv", "_total_z", "_last", "_before"):
+            setattr(other, name, [None if t is None else t.clone() for t in getattr(self, name)])
         return other

@@ -219,16 +219,21 @@ class SanaTransformer(nn.Module):
         encoder_attention_mask: torch.Tensor | None = None,
         *,
         guidance: torch.Tensor | None = None,
+        replace_last: bool = False,
     ) -> None:
-        """The t = 0 pass that adds a finished (clean) chunk to the history held in `state`."""
+        """The t = 0 pass that adds a finished (clean) chunk to the history held in `state`.
+
+        replace_last=True re-runs the newest chunk instead (same frames, e.g. under a new prompt after a prompt
+        switch), against the history it saw, and puts the result in its place.
+        """
         zero = torch.zeros(x_clean.shape[0], device=x_clean.device)
         _, records = self._run(x_clean, zero, encoder_hidden_states, encoder_attention_mask, None, guidance, state,
-                               need_output=False)
+                               need_output=False, replace_last=replace_last)
         frames = x_clean.shape[2] // self.config.patch_size[0]
         grid = (x_clean.shape[-2] // self.config.patch_size[1], x_clean.shape[-1] // self.config.patch_size[2])
-        state.append(records, frames, grid)
+        state.append(records, frames, grid, replace_newest=replace_last)
 
-    def _run(self, x, timestep, text, text_mask, chunk_frames, guidance, state, need_output):
+    def _run(self, x, timestep, text, text_mask, chunk_frames, guidance, state, need_output, replace_last=False):
         timestep, guidance = self._check_inputs(x, timestep, text, text_mask, guidance)
         image_input = x.ndim == 4
         if image_input:
@@ -245,13 +250,13 @@ class SanaTransformer(nn.Module):
                 raise ValueError("pass either state= (one chunk after the history) or chunk_frames=, not both")
             state.check_fits(b, (h, w))
         frame_chunks = chunk_bounds(t, chunk_frames)
-        frame_start = state.frames if state is not None else 0
+        frame_start = 0 if state is None else state.frames - (state.newest_frames if replace_last else 0)
         rope = self.rope(frame_start, t, h, w, x.device) if self.rope is not None else None
 
         t0, t_emb, text, text_bias = self._condition(timestep, guidance, text, text_mask, b)
         records = []
         for i, block in enumerate(self.transformer_blocks):
-            history, previous = state.history(i) if state is not None else (None, None)
+            history, previous = state.history(i, replace_last) if state is not None else (None, None)
             tokens, record = block(tokens, t0, text, text_bias, (h, w), frame_chunks, rope, history, previous)
             records.append(record)
         if not need_output:

@@ -10,7 +10,7 @@ None for any option means the model family's default (DESIGN §4, `family.FAMILI
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,6 +23,9 @@ from .family import FAMILIES, FamilyDefaults
 from .images import to_model_image
 
 MAX_STEPS = 1000
+
+if TYPE_CHECKING:
+    from ..engine import Stream
 
 
 class Pipeline:
@@ -150,6 +153,20 @@ class Pipeline:
         latents = self._denoise(latents.float().to(self.transformer.device), text, steps, guidance, generator,
                                 condition)
         return self.decode(latents)
+
+    def stream(self, prompt: str, *, seed: int | None = None, image: Any = None, height: int | None = None,
+               width: int | None = None, **options: Any) -> "Stream":
+        """An endless iterator of uint8 (H, W, 3) frames; the same seed gives the same frames.
+
+        options: StreamOptions fields (chunk_frames, timesteps, window, guidance_scale, negative_prompt,
+        motion_score, transition_chunks, fps)."""
+        from ..engine import Stream, StreamOptions
+
+        unknown = sorted(set(options) - set(StreamOptions.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown stream option(s): {', '.join(unknown)}")
+        return Stream(self, prompt, seed=seed, image=image, height=height, width=width,
+                      options=StreamOptions(**options))
 
     # ----- the loop -------------------------------------------------------------------------------------------
 

@@ -1,0 +1,286 @@
+"""An endless stream of frames: LongSANA-style chunked generation at constant memory.
+
+Each chunk of K latent frames is denoised in a few steps against the history held in the transformer's
+streaming state, added to that history by the t = 0 pass, and decoded at once by the causal VAE decoder, whose
+feature cache is constant-size too. Nothing grows with the stream's length.
+
+Edits (prompt, image, seed, pause) may be called from any thread while frames are consumed; they are queued
+and take effect at the next chunk boundary, so frames already produced never change.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..sampling import (
+    LONGSANA_TIMESTEPS, classifier_free_guidance, frame_timesteps, hold_conditioning_frames, make_sampler,
+)
+
+DEFAULT_FPS = 16.0
+
+
+class Frame(np.ndarray):
+    """A uint8 (H, W, 3) frame that knows its place in the stream: `index` and presentation `time` (s)."""
+
+    index: int
+    time: float
+
+
+def _frame(pixels: np.ndarray, index: int, fps: float) -> Frame:
+    frame = pixels.view(Frame)
+    frame.index, frame.time = index, index / fps
+    return frame
+
+
+@dataclass
+class StreamOptions:
+    chunk_frames: int = 10  # latent frames per chunk (LongSANA: 10)
+    timesteps: tuple[float, ...] = LONGSANA_TIMESTEPS
+    window: int | None = None  # None: global history; N: the last N chunks
+    guidance_scale: float = 1.0  # > 1 runs CFG with a second history row for the negative prompt
+    negative_prompt: str | None = None
+    motion_score: int | None = None
+    transition_chunks: int = 0  # > 0: a prompt switch blends the text embeddings over this many chunks
+    fps: float = DEFAULT_FPS
+
+    def validate(self) -> None:
+        if not isinstance(self.chunk_frames, int) or self.chunk_frames < 1:
+            raise ValueError(f"chunk_frames must be a positive int, got {self.chunk_frames!r}")
+        if not isinstance(self.transition_chunks, int) or self.transition_chunks < 0:
+            raise ValueError(f"transition_chunks must be an int ≥ 0, got {self.transition_chunks!r}")
+        if not self.fps > 0:
+            raise ValueError(f"fps must be > 0, got {self.fps!r}")
+        if not self.guidance_scale >= 0:
+            raise ValueError(f"guidance_scale must be ≥ 0, got {self.guidance_scale!r}")
+
+
+@dataclass
+class _Edits:
+    """Requests waiting for the next chunk boundary."""
+
+    prompt: str | None = None
+    transition_chunks: int | None = None
+    image: Any = None
+    restart: bool = False
+    seed: int | None = None
+
+
+@dataclass
+class _Conditioning:
+    """Text conditioning for the chunks. A switch with a transition blends from the embeddings last used to the
+    target over `total` chunks (padding masks are united while both prompts contribute)."""
+
+    emb: torch.Tensor
+    mask: torch.Tensor
+    start: tuple[torch.Tensor, torch.Tensor] | None = None
+    target: tuple[torch.Tensor, torch.Tensor] | None = None
+    total: int = 0
+    done: int = 0
+
+    def switch(self, target: "_Conditioning", chunks: int) -> None:
+        if chunks == 0:
+            self.emb, self.mask, self.start, self.target = target.emb, target.mask, None, None
+        else:
+            self.start, self.target, self.total, self.done = (self.emb, self.mask), (target.emb, target.mask), chunks, 0
+
+    def peek(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The embeddings the next chunk will use."""
+        if self.target is None:
+            return self.emb, self.mask
+        alpha = (self.done + 1) / self.total
+        (e0, m0), (e1, m1) = self.start, self.target
+        if alpha >= 1:
+            return e1, m1
+        return torch.lerp(e0.float(), e1.float(), alpha).to(e1.dtype), torch.maximum(m0, m1)
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The embeddings for the next chunk; advances a transition by one chunk."""
+        self.emb, self.mask = self.peek()
+        if self.target is not None:
+            self.done += 1
+            if self.done == self.total:
+                self.start = self.target = None
+        return self.emb, self.mask
+
+
+class Stream:
+    """Iterate for frames (uint8 (H, W, 3) `Frame`s); edit with set_prompt / set_image / reset / pause / resume."""
+
+    def __init__(self, pipe: Any, prompt: str, *, seed: int | None = None, image: Any = None,
+                 height: int | None = None, width: int | None = None, options: StreamOptions | None = None):
+        if pipe.family != "video":
+            raise ValueError(f"streaming needs a video model; this is a {pipe.family} pipeline")
+        self.pipe, self.options = pipe, options or StreamOptions()
+        self.options.validate()
+        make_sampler("longsana", timesteps=self.options.timesteps)  # validates the timesteps now, not mid-stream
+        self.height, self.width = pipe._size(height, width)
+        model, vae = pipe.transformer, pipe.vae
+        self._latent_shape = (model.config.in_channels, self.height // vae.spatial_factor,
+                              self.width // vae.spatial_factor)
+        self._lock = threading.Lock()
+        self._edits = _Edits()
+        self._paused = False
+        self._next_index = 0
+        self._pending: list[Frame] = []
+        self._last_frame: Frame | None = None
+        self._created = time.perf_counter()
+        self.stats: dict[str, Any] = {"frames": 0, "chunks": 0, "recaches": 0, "fps": 0.0, "state_bytes": 0,
+                                      "first_frame_ms": None, "last_chunk_ms": {}}
+        self._text = self._encode(prompt)
+        self.prompt = prompt
+        self._start(seed, image)
+
+    # ----- editing (thread-safe; applied at the next chunk boundary) ------------------------------------------
+
+    def set_prompt(self, text: str, *, transition_chunks: int | None = None) -> None:
+        """Switch to `text` from the next chunk on; the previous chunk is re-cached under it."""
+        if not isinstance(text, str):
+            raise ValueError(f"prompt must be a string, got {type(text).__name__}")
+        if transition_chunks is not None and (not isinstance(transition_chunks, int) or transition_chunks < 0):
+            raise ValueError(f"transition_chunks must be an int ≥ 0, got {transition_chunks!r}")
+        with self._lock:
+            self._edits.prompt, self._edits.transition_chunks = text, transition_chunks
+
+    def set_image(self, image: Any) -> None:
+        """Restart the video from `image` (it becomes the next chunk's first frame)."""
+        from ..pipeline.images import load_image
+
+        img = load_image(image)  # validate now: a bad image is rejected before it changes anything
+        with self._lock:
+            self._edits.image, self._edits.restart = img, True
+
+    def reset(self, seed: int | None = None) -> None:
+        """Start a new video (empty history) from the next chunk, with `seed` (None: a fresh random seed)."""
+        if seed is not None and not isinstance(seed, int):
+            raise ValueError(f"seed must be an int or None, got {type(seed).__name__}")
+        with self._lock:
+            self._edits.restart, self._edits.seed, self._edits.image = True, seed, None
+
+    def pause(self) -> None:
+        """Stop generating; iteration returns the last frame again until resume(). The state is kept as is."""
+        self._paused = True
+
+    def resume(self) -> None:
+        self._paused = False
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    # ----- iteration ------------------------------------------------------------------------------------------
+
+    def __iter__(self) -> "Stream":
+        return self
+
+    def __next__(self) -> Frame:
+        if self._paused and self._last_frame is not None:
+            return self._last_frame  # the same frame shown again (same index and time)
+        if not self._pending:
+            self._pending = list(self.next_chunk())
+        frame = self._pending.pop(0)
+        self._last_frame = frame
+        return frame
+
+    @torch.inference_mode()
+    def next_chunk(self) -> list[Frame]:
+        """Generate, append and decode one chunk; returns its frames (the iterator uses this too)."""
+        t0 = time.perf_counter()
+        timings = {"recache": 0.0}
+        self._apply_edits(timings)
+        emb, mask = self._text.next()
+        x = self._denoise(emb, mask)
+        t1 = time.perf_counter()
+        model = self.pipe.transformer
+        rows = emb.shape[0]
+        model.append_state(self._state, x.to(model.dtype).expand(rows, -1, -1, -1, -1), emb, mask)
+        self._last_latents, self._last_text = x, (emb, mask)
+        t2 = time.perf_counter()
+        vae = self.pipe.vae
+        pixels = vae.decode_chunk(vae.denormalize_latents(x), self._decode_state)
+        frames = (pixels[0].float() / 2 + 0.5).clamp(0, 1).permute(1, 2, 3, 0).mul(255).round().to(torch.uint8)
+        frames = frames.cpu().numpy()
+        t3 = time.perf_counter()
+        out = [_frame(f, self._next_index + i, self.options.fps) for i, f in enumerate(frames)]
+        self._next_index += len(out)
+        timings.update(generate=1e3 * (t1 - t0) - timings["recache"], append=1e3 * (t2 - t1),
+                       decode=1e3 * (t3 - t2))
+        self._record(len(out), t3 - t0, timings)
+        return out
+
+    # ----- internals ------------------------------------------------------------------------------------------
+
+    def _encode(self, prompt: str) -> "_Conditioning":
+        o = self.options
+        emb, mask = self.pipe._encode_text(prompt, o.negative_prompt, o.motion_score, o.guidance_scale)
+        return _Conditioning(emb, mask)
+
+    def _start(self, seed: int | None, image: Any) -> None:
+        """A new video: fresh history, decoder cache and noise; `image` (if any) is its first frame."""
+        self.seed = seed if seed is not None else int(torch.seed() % 2**63)
+        self._generator = torch.Generator().manual_seed(self.seed)
+        rows = self._text.emb.shape[0]
+        self._state = self.pipe.transformer.new_state(rows, window=self.options.window)
+        self._decode_state = self.pipe.vae.new_decode_state()
+        self._condition = None
+        if image is not None:
+            self._condition = self.pipe._condition_frames(image, self.height, self.width)
+        self._last_latents = None
+
+    def _apply_edits(self, timings: dict[str, float]) -> None:
+        with self._lock:
+            edits, self._edits = self._edits, _Edits()
+        if edits.prompt is not None:
+            chunks = self.options.transition_chunks if edits.transition_chunks is None else edits.transition_chunks
+            self._text.switch(self._encode(edits.prompt), 0 if edits.restart else chunks)
+            self.prompt = edits.prompt
+        if edits.restart:
+            self._start(edits.seed, edits.image)
+        elif edits.prompt is not None and self._last_latents is not None:
+            # The reference re-cache: the previous chunk re-enters the history under the new prompt.
+            start = time.perf_counter()
+            emb, mask = self._text.peek()
+            model = self.pipe.transformer
+            rows = emb.shape[0]
+            model.append_state(self._state, self._last_latents.to(model.dtype).expand(rows, -1, -1, -1, -1),
+                               emb, mask, replace_last=True)
+            timings["recache"] = 1e3 * (time.perf_counter() - start)
+            self.stats["recaches"] += 1
+
+    def _denoise(self, emb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        model, o = self.pipe.transformer, self.options
+        sampler = make_sampler("longsana", timesteps=o.timesteps)
+        x = torch.randn((1, self._latent_shape[0], o.chunk_frames, *self._latent_shape[1:]),
+                        generator=self._generator).to(model.device)
+        cond_mask = None
+        if self._condition is not None:  # image-to-video: the first frame of the first chunk is the image
+            cond_mask = torch.zeros(1, o.chunk_frames, device=x.device)
+            cond_mask[:, 0] = 1
+            x = hold_conditioning_frames(x, self._condition, cond_mask)
+        rows = emb.shape[0]
+        for i in range(sampler.num_steps):
+            t = sampler.timesteps[i].to(x.device)
+            timestep = t.expand(rows) if cond_mask is None else frame_timesteps(t, cond_mask).expand(rows, -1)
+            v = model(x.to(model.dtype).expand(rows, -1, -1, -1, -1), timestep, emb, mask, state=self._state)
+            if rows == 2:
+                v = classifier_free_guidance(*v.chunk(2), o.guidance_scale)
+            x = sampler.step(v, i, x, generator=self._generator)
+            if cond_mask is not None:
+                x = hold_conditioning_frames(x, self._condition, cond_mask)
+        self._condition = None
+        return x
+
+    def _record(self, frames: int, seconds: float, timings: dict[str, float]) -> None:
+        s = self.stats
+        if s["first_frame_ms"] is None:
+            s["first_frame_ms"] = 1e3 * (time.perf_counter() - self._created)
+        s["frames"] += frames
+        s["chunks"] += 1
+        s["fps"] = frames / seconds if seconds > 0 else float("inf")
+        s["state_bytes"] = self._state.nbytes
+        s["last_chunk_ms"] = {k: round(v, 2) for k, v in timings.items()}

@@ -1,0 +1,178 @@
+"""The streaming engine: equal to the chunk-causal reference, live edits, constant memory and work."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import sana_stream as ss
+from sana_stream.sampling import LongSanaSampler
+from tests.tiny_pipelines import save, video_pipeline
+
+K = 2  # latent frames per chunk in these tests
+
+
+@pytest.fixture(scope="module")
+def pipe(tmp_path_factory):
+    return ss.load_pipeline(save(video_pipeline(), tmp_path_factory.mktemp("stream") / "video"))
+
+
+def take(stream, n):
+    return [next(stream) for _ in range(n)]
+
+
+def frames_per_chunk(c):
+    return 1 + 4 * (K - 1) if c == 0 else 4 * K
+
+
+def reference_frames(pipe, prompt, seed, chunks):
+    """Chunk-causal generation of chunks·K latent frames with the stream's noise draws, decoded in one go."""
+    model, vae = pipe.transformer, pipe.vae
+    emb, mask = pipe._encode_text(prompt, None, None, 1.0)
+    gen = torch.Generator().manual_seed(seed)
+    history = None
+    with torch.inference_mode():
+        for _ in range(chunks):
+            x = torch.randn(1, 4, K, 4, 4, generator=gen)
+            sampler = LongSanaSampler()
+            for i in range(sampler.num_steps):
+                full = x if history is None else torch.cat([history, x], dim=2)
+                t = torch.zeros(1, full.shape[2])
+                t[:, -K:] = sampler.timesteps[i]
+                v = model(full, t, emb, mask, chunk_frames=K)[:, :, -K:]
+                x = sampler.step(v, i, x, generator=gen)
+            history = x if history is None else torch.cat([history, x], dim=2)
+        pixels = vae.decode(vae.denormalize_latents(history))
+    return (pixels[0].float() / 2 + 0.5).clamp(0, 1).permute(1, 2, 3, 0).mul(255).round().to(torch.uint8).numpy()
+
+
+def test_stream_equals_chunk_causal_reference(pipe):
+    stream = pipe.stream("a red ball bouncing", seed=11, height=32, width=32, chunk_frames=K)
+    n = sum(frames_per_chunk(c) for c in range(3))
+    frames = take(stream, n)
+    want = reference_frames(pipe, "a red ball bouncing", 11, 3)
+    got = np.stack(frames)
+    assert got.shape == want.shape == (n, 32, 32, 3)
+    assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+    assert [f.index for f in frames] == list(range(n))
+    assert frames[5].time == pytest.approx(5 / 16)
+
+
+def test_same_seed_same_frames_and_reset(pipe):
+    a = take(pipe.stream("waves", seed=3, height=32, width=32, chunk_frames=K), 12)
+    b_stream = pipe.stream("waves", seed=3, height=32, width=32, chunk_frames=K)
+    b = take(b_stream, 12)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    c = take(pipe.stream("waves", seed=4, height=32, width=32, chunk_frames=K), 12)
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+    b_stream.reset(seed=3)  # a new video from the next chunk: the same frames as a fresh stream
+    take(b_stream, 1)  # finish the current chunk (12 frames consumed of 5 + 8 + …)
+    rest = take(b_stream, frames_per_chunk(0) + 3)  # the new video's chunk 0 and the start of its chunk 1
+    assert all(np.array_equal(x, y) for x, y in zip(rest, a))
+    assert rest[0].index == 13
+
+
+def test_prompt_switch_keeps_past_frames_and_recaches_once(pipe):
+    plain = pipe.stream("a forest", seed=5, height=32, width=32, chunk_frames=K)
+    switched = pipe.stream("a forest", seed=5, height=32, width=32, chunk_frames=K)
+    before = take(plain, 8)
+    got = take(switched, 8)  # chunk 0 (5 frames) and 3 frames of chunk 1
+    switched.set_prompt("a desert at night")
+    got += take(switched, 5)  # the rest of chunk 1: already generated, so unchanged
+    before += take(plain, 5)
+    assert all(np.array_equal(x, y) for x, y in zip(got, before))
+    assert switched.stats["recaches"] == 0
+    after = take(switched, 8)
+    assert switched.stats["recaches"] == 1 and switched.stats["last_chunk_ms"]["recache"] > 0
+    assert switched.prompt == "a desert at night"
+    assert not all(np.array_equal(x, y) for x, y in zip(after, take(plain, 8)))
+    take(switched, 16)
+    assert switched.stats["recaches"] == 1  # once per switch, not per chunk
+
+
+def test_transition_blends_embeddings(pipe):
+    stream = pipe.stream("day", seed=1, height=32, width=32, chunk_frames=K, transition_chunks=2)
+    take(stream, 1)
+    day = stream._text.emb.clone()
+    stream.set_prompt("night")
+    night, _ = pipe._encode_text("night", None, None, 1.0)
+    take(stream, frames_per_chunk(0))  # generates chunk 1: halfway
+    assert torch.allclose(stream._text.emb.float(), (day.float() + night.float()) / 2, atol=1e-6)
+    take(stream, frames_per_chunk(1))  # chunk 2: arrived
+    assert torch.equal(stream._text.emb, night)
+    assert stream.stats["recaches"] == 1
+
+
+def test_pause_repeats_last_frame_and_resume_continues(pipe):
+    plain = take(pipe.stream("clouds", seed=2, height=32, width=32, chunk_frames=K), 10)
+    stream = pipe.stream("clouds", seed=2, height=32, width=32, chunk_frames=K)
+    got = take(stream, 3)
+    stream.pause()
+    held = take(stream, 4)
+    assert stream.paused and all(np.array_equal(f, got[-1]) for f in held)
+    assert [f.index for f in held] == [2, 2, 2, 2]  # the same frame shown again
+    chunks = stream.stats["chunks"]
+    stream.resume()
+    rest = take(stream, 7)
+    assert all(np.array_equal(x, y) for x, y in zip(got + rest, plain))
+    assert stream.stats["chunks"] > chunks
+
+
+def test_set_image_restarts_from_the_image(pipe):
+    stream = pipe.stream("a wall", seed=0, height=32, width=32, chunk_frames=K)
+    take(stream, frames_per_chunk(0))
+    image = np.zeros((32, 32, 3), np.uint8)
+    image[:, 16:] = (20, 200, 40)
+    stream.set_image(image)
+    first = next(stream)
+    with torch.inference_mode():
+        recon = pipe.decode(pipe._condition_frames(image, 32, 32))[0, 0]
+    assert np.abs(first.astype(int) - (recon * 255).round().numpy().astype(int)).max() <= 1
+    with pytest.raises(ValueError, match="image arrays must be uint8"):
+        stream.set_image(np.zeros((4, 4, 3), np.float32))  # rejected: changes nothing
+
+
+def test_cfg_and_window_streams_run(pipe):
+    stream = pipe.stream("fire", seed=0, height=32, width=32, chunk_frames=K, guidance_scale=3.0,
+                         negative_prompt="blur", window=2)
+    take(stream, 30)
+    assert stream._state.batch_size == 2  # one history row for the negative prompt, one for the prompt
+    assert stream.stats["chunks"] == 5  # 30 frames = 5 + 8 + 8 + 8 + 1
+
+
+def test_constant_state_memory_and_work(pipe):
+    import resource
+
+    stream = pipe.stream("stars", seed=0, height=32, width=32, chunk_frames=1)
+    flops, sizes, rss = {}, {}, {}
+    for c in range(1, 301):
+        if c in (10, 300):
+            with FlopCounterMode(display=False) as counter:
+                stream.next_chunk()
+            flops[c], sizes[c] = counter.get_total_flops(), stream.stats["state_bytes"]
+            rss[c] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        else:
+            stream.next_chunk()
+    assert sizes[10] == sizes[300] > 0
+    assert flops[10] == flops[300] > 0  # the same work per chunk at chunk 300 as at chunk 10
+    assert rss[300] <= rss[10] * 1.05
+    assert stream.stats["chunks"] == 300
+
+
+def test_bad_stream_requests(pipe):
+    with pytest.raises(ValueError, match="prompt"):
+        pipe.stream(42, height=32, width=32)
+    stream = pipe.stream("", seed=0, height=32, width=32, chunk_frames=K)  # empty prompt: unconditional
+    take(stream, 1)
+    with pytest.raises(ValueError, match="prompt must be a string"):
+        stream.set_prompt(None)
+    with pytest.raises(ValueError, match="unknown stream option"):
+        pipe.stream("x", height=32, width=32, chunk_size=3)
+    with pytest.raises(ValueError, match="chunk_frames"):
+        pipe.stream("x", height=32, width=32, chunk_frames=0)
+    with pytest.raises(ValueError, match="height must be a positive multiple"):
+        pipe.stream("x", height=30, width=32)
+    with pytest.raises(ValueError, match="seed must be an int"):
+        stream.reset(seed="7")
