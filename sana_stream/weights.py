@@ -28,7 +28,7 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     if path.suffix in _PICKLE_SUFFIXES:
         try:
-            obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+            obj = _torch_load(path)
         except Exception as err:  # torch raises several types for non-tensor pickles
             raise ValueError(f"{path} is not a weights-only torch checkpoint: {err}") from None
         for key in ("state_dict", "model", "module"):
@@ -39,6 +39,17 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
             raise ValueError(f"{path} does not hold a dict of tensors")
         return obj
     raise ValueError(f"unsupported weight file type {path.suffix!r}: expected .safetensors, .pth, .pt or .bin")
+
+
+def _torch_load(path: Path):
+    """torch.load, weights only; memory-mapped when the file is in torch's zip format (legacy pickles, which
+    some original releases still use, cannot be mapped and are read whole)."""
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as err:
+        if "mmap" not in str(err):
+            raise
+        return torch.load(str(path), map_location="cpu", weights_only=True)
 
 
 def find_weight_files(folder: Path) -> list[Path]:

@@ -396,3 +396,16 @@ def test_image_model_rejects_video_modes(tmp_path):
         model.new_state(1)
     out = model(torch.randn(1, 4, 1, 8, 8), torch.tensor([1.0]), text, mask)  # 5-D with T = 1 is fine
     assert out.shape == (1, 4, 1, 8, 8)
+
+
+def test_legacy_pickle_checkpoints_load(tmp_path):
+    # Some original releases are torch pickles in the pre-zip format, which cannot be memory-mapped.
+    ref = diffusers_image(TINY_IMAGE, seed=3)
+    config = {"_class_name": "SanaTransformer2DModel", **{k: v for k, v in ref.config.items()
+                                                          if not k.startswith("_")}}
+    path = tmp_path / "legacy.pth"
+    torch.save({"state_dict": to_original(ref.state_dict())}, path, _use_new_zipfile_serialization=False)
+    model = ss.load_transformer(path, config=config)
+    for key, value in ref.state_dict().items():
+        if key == "patch_embed.proj.weight":
+            assert torch.equal(model.state_dict()["patch_embedding.weight"][:, :, 0], value)

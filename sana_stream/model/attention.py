@@ -101,5 +101,6 @@ class CrossAttention(nn.Module):
         q = q.view(batch, -1, self.heads, self.head_dim).transpose(1, 2)
         k = k.view(batch, -1, self.heads, self.head_dim).transpose(1, 2)
         v = v.view(batch, -1, self.heads, self.head_dim).transpose(1, 2)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=text_bias)
+        bias = None if text_bias is None else text_bias.to(q.dtype)  # autocast may have changed q's dtype
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         return self.to_out[0](out.transpose(1, 2).flatten(2))

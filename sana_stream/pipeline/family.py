@@ -29,6 +29,7 @@ class FamilyDefaults:
     num_frames: int | None  # pixel frames; None for image families
     height: int | None  # None: the transformer's sample size × the VAE's factor
     width: int | None
+    text_length: int = 300  # tokens of text conditioning per prompt
 
 
 FAMILIES = {

@@ -37,15 +37,26 @@ class Pipeline:
         family: str,
         sampler: str | None = None,
         shift: float | None = None,
+        *,
+        defaults: dict[str, Any] | None = None,
+        stream_defaults: dict[str, Any] | None = None,
+        causal: bool = False,
     ):
+        """defaults: FamilyDefaults fields this model overrides; stream_defaults: StreamOptions defaults;
+        causal: the model was trained chunk-causally, so videos come from the streaming engine."""
         if family not in FAMILIES:
             raise ValueError(f"unknown pipeline family {family!r}; expected one of {', '.join(FAMILIES)}")
         if (family == "video") != transformer.config.is_video:
             raise ValueError(f"a {family} pipeline needs a {'video' if family == 'video' else 'image'} transformer")
         self.transformer, self.vae, self.text_encoder, self.family = transformer, vae, text_encoder, family
         base = FAMILIES[family]
-        self.defaults = FamilyDefaults(**{**base.__dict__, "sampler": sampler or base.sampler,
-                                          "shift": base.shift if shift is None else shift})
+        merged = {**base.__dict__, "sampler": sampler or base.sampler, "shift": base.shift if shift is None else shift}
+        unknown = sorted(set(defaults or {}) - set(merged))
+        if unknown:
+            raise ValueError(f"unknown pipeline default(s): {', '.join(unknown)}")
+        self.defaults = FamilyDefaults(**{**merged, **(defaults or {})})
+        self.stream_defaults = dict(stream_defaults or {})
+        self.causal = causal
         self.progress_bar = False  # the CLI turns it on
 
     # ----- geometry -------------------------------------------------------------------------------------------
@@ -111,6 +122,11 @@ class Pipeline:
         """A video as uint8 (F, H, W, 3); `image` (uint8 array, PIL image or path) becomes its first frame."""
         if self.family != "video":
             raise ValueError(f"generate_video needs a video model; this is a {self.family} pipeline")
+        if self.causal:
+            return self._video_from_stream(prompt, num_frames=num_frames, image=image, height=height, width=width,
+                                           seed=seed, latents=latents, negative_prompt=negative_prompt,
+                                           motion_score=motion_score, num_inference_steps=num_inference_steps,
+                                           guidance_scale=guidance_scale)
         pixels = self.generate_pixels(prompt, num_frames=num_frames, image=image, negative_prompt=negative_prompt,
                                       height=height, width=width, num_inference_steps=num_inference_steps,
                                       guidance_scale=guidance_scale, seed=seed, latents=latents,
@@ -159,14 +175,32 @@ class Pipeline:
         """An endless iterator of uint8 (H, W, 3) frames; the same seed gives the same frames.
 
         options: StreamOptions fields (chunk_frames, timesteps, window, guidance_scale, negative_prompt,
-        motion_score, transition_chunks, fps)."""
+        motion_score, transition_chunks, fps); the model's own stream defaults fill the rest."""
         from ..engine import Stream, StreamOptions
 
         unknown = sorted(set(options) - set(StreamOptions.__dataclass_fields__))
         if unknown:
             raise ValueError(f"unknown stream option(s): {', '.join(unknown)}")
+        merged = {**self.stream_defaults, **options}
+        if "timesteps" in merged:
+            merged["timesteps"] = tuple(merged["timesteps"])
         return Stream(self, prompt, seed=seed, image=image, height=height, width=width,
-                      options=StreamOptions(**options))
+                      options=StreamOptions(**merged))
+
+    def _video_from_stream(self, prompt: str, *, num_frames: int | None, latents: torch.Tensor | None,
+                           num_inference_steps: int | None, guidance_scale: float | None, **kwargs: Any) -> np.ndarray:
+        """A chunk-causally trained model's video: the first num_frames frames of its stream."""
+        if latents is not None or num_inference_steps is not None:
+            raise ValueError("this model streams with its fixed few-step schedule: latents= and "
+                             "num_inference_steps= do not apply (use stream options instead)")
+        frames = self.defaults.num_frames if num_frames is None else num_frames
+        if not isinstance(frames, int) or frames < 1:
+            raise ValueError(f"num_frames must be a positive int, got {frames!r}")
+        options = {k: kwargs.pop(k) for k in ("negative_prompt", "motion_score") if kwargs[k] is not None}
+        if guidance_scale is not None:
+            options["guidance_scale"] = guidance_scale
+        stream = self.stream(prompt, **kwargs, **options)
+        return np.stack([next(stream) for _ in range(frames)])
 
     # ----- the loop -------------------------------------------------------------------------------------------
 
@@ -188,7 +222,7 @@ class Pipeline:
         score = d.motion_score if motion_score is None else motion_score
         negative = d.negative_prompt if negative_prompt is None else negative_prompt
         emb, mask, neg, neg_mask = self.text_encoder.encode_with_negative(
-            prompt, negative, instruction=d.instruction, motion_score=score
+            prompt, negative, instruction=d.instruction, motion_score=score, max_sequence_length=d.text_length
         )
         dtype = self.transformer.dtype
         if self._uses_cfg(guidance):

@@ -93,7 +93,8 @@ class TextEncoder:
         found = {key: self.cache.get(key) for key in keys}
         missing = [key for key, value in found.items() if value is None]
         if missing:
-            embeds, mask = self._run([text for _, text, _ in missing], instruction, max_sequence_length)
+            with torch.no_grad():
+                embeds, mask = self.embed([text for _, text, _ in missing], instruction, max_sequence_length)
             for key, e, m in zip(missing, embeds, mask):
                 # Cloned so each entry owns its memory instead of pinning the whole batch's storage.
                 found[key] = (e.clone(), m.clone())
@@ -127,8 +128,8 @@ class TextEncoder:
         )
         return (embeds, mask, *self.encode(negatives, max_sequence_length=max_sequence_length))
 
-    @torch.no_grad()
-    def _run(self, texts: list[str], instruction: str, max_sequence_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def embed(self, texts: list[str], instruction: str, max_sequence_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The uncached recipe on prepared texts, differentiable (training the encoder jointly uses it)."""
         if instruction:
             texts = [instruction + text for text in texts]
             # The instruction's tokens (with BOS) on top of the prompt budget, minus 2: the reference's

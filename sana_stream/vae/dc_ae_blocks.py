@@ -142,9 +142,11 @@ class GLUMBConv(nn.Module):
         self.norm = ChannelRMSNorm(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # In-place SiLUs: the 8×-wide intermediates dominate the decoder's memory at low resolution.
-        hidden, gate = self.conv_depth(F.silu(self.conv_inverted(x), inplace=True)).chunk(2, dim=1)
-        return x + self.norm(self.conv_point(hidden * F.silu(gate, inplace=True)))
+        # In-place SiLUs at inference: the 8×-wide intermediates dominate the decoder's memory at low
+        # resolution. Training needs the inputs for the backward pass, so it keeps them.
+        inplace = not torch.is_grad_enabled()
+        hidden, gate = self.conv_depth(F.silu(self.conv_inverted(x), inplace=inplace)).chunk(2, dim=1)
+        return x + self.norm(self.conv_point(hidden * F.silu(gate, inplace=inplace)))
 
 
 class EfficientViTBlock(nn.Module):

@@ -376,6 +376,18 @@ class WanVAE(nn.Module):
         """
         return load_component(folder, lambda raw: cls(WanVAEConfig.from_dict(raw)), "Wan VAE", dtype, device)
 
+    @classmethod
+    def from_original(cls, source: str | Path | dict[str, torch.Tensor],
+                      config: WanVAEConfig | dict[str, Any] | None = None, dtype: torch.dtype | None = None,
+                      device: torch.device | str | None = None) -> WanVAE:
+        """Load the original Wan release's weights (`Wan2.1_VAE.pth`, or its state dict), renamed to ours.
+
+        config: None for the Wan2.1 release's config, or AutoencoderKLWan config.json fields (a dict).
+        """
+        from sana_stream.vae.wan_original import load_original_wan  # it builds on this module
+
+        return load_original_wan(source, config, dtype, device)
+
     # ----- shapes ----------------------------------------------------------------------------------------------
 
     @property

@@ -1,0 +1,276 @@
+"""`sana-stream train-demo`: train the embedded demo model from scratch on the procedural world, reproducibly.
+
+Stages (each checkpointed under the work folder; a rerun resumes where it stopped):
+1. autoencoder: per-frame reconstruction of rendered frames (L1 + MSE), with noise on the latents during
+   decoding so the decoder tolerates the DiT's imperfect latents;
+2. latents: a fixed set of training clips (CLIP_CHUNKS chunks each) rendered and encoded once, and the
+   scaling factor set so the DiT sees unit-variance latents;
+3. transformer + text encoder, jointly, chunk-causally: every chunk of a clip is either clean history (t = 0,
+   what the streaming state holds) or noised to its own level (diffusion forcing), with the levels drawn half
+   the time at the streaming sampler's timesteps so few-step sampling works; 10% empty captions for CFG;
+4. export: a diffusers-style pipeline folder (model_index.json, component folders, sana_stream.json with the
+   stream/generate defaults, a model card).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..model import SanaTransformer, TransformerConfig
+from ..text import TextEncoder
+from ..vae.dc_ae import DCAE
+from ..vae.dc_ae_config import DCAEConfig
+from ..weights import write_component_folder
+from . import spec
+
+
+@dataclass
+class TrainConfig:
+    work: str = "runs/demo"
+    seed: int = 0
+    ae_steps: int = 300
+    ae_batch: int = 8
+    ae_lr: float = 1e-3
+    clips: int = 1000
+    dit_steps: int = 700
+    dit_batch: int = 8
+    dit_lr: float = 5e-4
+    caption_dropout: float = 0.1
+    clean_chunk_prob: float = 0.35
+    checkpoint_every: int = 50
+    device: str = "cpu"  # a GPU only makes it faster; the data is rendered on the CPU either way
+
+
+# ----- helpers -------------------------------------------------------------------------------------------------
+
+
+def _world():
+    from .. import data  # the procedural world; imported lazily, training is its only user here
+
+    return data
+
+
+def _scene(world, rng: np.random.Generator):
+    # Most training scenes hold one object: prompts are judged on single objects, and a tiny model learns the
+    # binding of colour, shape and motion fastest there; the rest keep multi-object captions in the language.
+    return world.sample_scene(rng, split="train", max_objects=1 if rng.random() < 0.6 else 3)
+
+
+def _to_model(frames: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [-1, 1]."""
+    return torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+def _cosine(step: int, total: int, peak: float, warmup: int = 50) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+
+def _save(path: Path, payload: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)  # atomic: a stop mid-write never leaves a broken checkpoint
+
+
+def _load(path: Path) -> dict | None:
+    return torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
+
+
+def _progress(total: int, initial: int, desc: str):
+    return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, smoothing=0.05)
+
+
+# ----- stage 1: autoencoder ------------------------------------------------------------------------------------
+
+
+def train_autoencoder(cfg: TrainConfig, work: Path) -> DCAE:
+    world = _world()
+    ckpt_path = work / "autoencoder.pt"
+    torch.manual_seed(cfg.seed)
+    ae = DCAE(DCAEConfig.from_dict(spec.AUTOENCODER)).to(cfg.device)
+    opt = torch.optim.AdamW(ae.parameters(), lr=cfg.ae_lr, weight_decay=0.0)
+    start, ckpt = 0, _load(ckpt_path)
+    if ckpt is not None:
+        ae.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        start = ckpt["step"]
+    rng = np.random.default_rng([cfg.seed, 1, start])  # seeded by step, so a resumed run draws fresh data
+    ae.train()
+    bar = _progress(cfg.ae_steps, start, "autoencoder")
+    for step in range(start, cfg.ae_steps):
+        scenes = [_scene(world, rng) for _ in range(cfg.ae_batch)]
+        frames = np.concatenate([world.render(s, 1, size=spec.SIZE, start_frame=int(rng.integers(0, 400)))
+                                 for s in scenes])
+        x = _to_model(frames).to(cfg.device).contiguous(memory_format=torch.channels_last)
+        for group in opt.param_groups:
+            group["lr"] = _cosine(step, cfg.ae_steps, cfg.ae_lr)
+        z = ae.encoder(x)
+        noise = 0.1 * z.detach().std() * torch.randn_like(z) * torch.rand(z.shape[0], 1, 1, 1)
+        recon = ae.decoder(z + noise)
+        loss = F.l1_loss(recon, x) + F.mse_loss(recon, x) + 1e-4 * z.pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(ae.parameters(), 1.0)
+        opt.step()
+        bar.update()
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.ae_steps:
+            _save(ckpt_path, {"model": ae.state_dict(), "optimizer": opt.state_dict(), "step": step + 1})
+    bar.close()
+    return ae.eval()
+
+
+# ----- stage 2: latents ----------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def encode_clips(cfg: TrainConfig, work: Path, ae: DCAE) -> dict:
+    world = _world()
+    path = work / "latents.pt"
+    cached = _load(path)
+    frames_per_clip = spec.CLIP_CHUNKS * spec.STREAM["chunk_frames"]
+    if cached is not None and cached["latents"].shape[0] == cfg.clips:
+        return cached
+    rng = np.random.default_rng([cfg.seed, 2])
+    latents = torch.empty(cfg.clips, frames_per_clip, spec.LATENT_CHANNELS, spec.SIZE // 32, spec.SIZE // 32,
+                          dtype=torch.bfloat16)
+    captions = []
+    for i in tqdm(range(cfg.clips), desc="encode clips", dynamic_ncols=True):
+        scene = _scene(world, rng)
+        frames = world.render(scene, frames_per_clip, size=spec.SIZE, start_frame=int(rng.integers(0, 200)))
+        pixels = _to_model(frames).to(cfg.device).contiguous(memory_format=torch.channels_last)
+        latents[i] = ae.encode(pixels).to("cpu", torch.bfloat16)
+        captions.append(world.caption(scene))
+    scale = 1.0 / latents.float().std().item()
+    out = {"latents": latents, "captions": captions, "scaling_factor": scale}
+    _save(path, out)
+    return out
+
+
+# ----- stage 3: transformer + text encoder ---------------------------------------------------------------------
+
+
+def _sample_timesteps(rng: torch.Generator, batch: int, chunks: int, clean_prob: float) -> torch.Tensor:
+    """(batch, chunks) timesteps in [0, 1000]: clean history (0) or a noise level per chunk."""
+    grid = torch.tensor(spec.STREAM["timesteps"])
+    at_grid = grid[torch.randint(len(grid), (batch, chunks), generator=rng)]
+    logit_normal = torch.sigmoid(torch.randn(batch, chunks, generator=rng)) * 1000
+    t = torch.where(torch.rand(batch, chunks, generator=rng) < 0.5, at_grid, logit_normal)
+    clean = torch.rand(batch, chunks, generator=rng) < clean_prob
+    clean[:, -1] = False  # every clip supervises at least its last chunk
+    return torch.where(clean, torch.zeros_like(t), t)
+
+
+def train_transformer(cfg: TrainConfig, work: Path, data: dict):
+    world = _world()
+    ckpt_path = work / "transformer.pt"
+    tokenizer = spec.build_tokenizer(list(world.VOCABULARY) + [",", "."])
+    text_model = spec.build_text_model(len(tokenizer), cfg.seed)
+    text = TextEncoder(tokenizer, text_model.to(cfg.device), cache_size=0)
+    torch.manual_seed(cfg.seed)
+    model = SanaTransformer(TransformerConfig.from_dict(spec.TRANSFORMER)).to(cfg.device)
+    with torch.no_grad():  # start as the identity on the residual paths that are zero-initialised in Sana
+        model.proj_out.weight.zero_()
+        for block in model.transformer_blocks:
+            block.ff.conv_temp.weight.zero_()
+    params = list(model.parameters()) + list(text_model.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.dit_lr, weight_decay=0.01)
+    start, ckpt = 0, _load(ckpt_path)
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        text_model.load_state_dict(ckpt["text"])
+        opt.load_state_dict(ckpt["optimizer"])
+        start = ckpt["step"]
+    latents, captions, scale = data["latents"], data["captions"], data["scaling_factor"]
+    k, chunks = spec.STREAM["chunk_frames"], spec.CLIP_CHUNKS
+    gen = torch.Generator().manual_seed(cfg.seed * 7919 + start)
+    model.train()
+    text_model.train()
+    bar = _progress(cfg.dit_steps, start, "transformer")
+    for step in range(start, cfg.dit_steps):
+        idx = torch.randint(len(captions), (cfg.dit_batch,), generator=gen)
+        x0 = latents[idx].float().permute(0, 2, 1, 3, 4).to(cfg.device) * scale  # (B, C, T, h, w)
+        texts = [captions[i] if torch.rand(1, generator=gen).item() >= cfg.caption_dropout else ""
+                 for i in idx.tolist()]
+        t_chunk = _sample_timesteps(gen, cfg.dit_batch, chunks, cfg.clean_chunk_prob)
+        t = t_chunk.repeat_interleave(k, dim=1).to(cfg.device)  # per latent frame
+        sigma = (t / 1000).view(cfg.dit_batch, 1, -1, 1, 1)
+        noise = torch.randn(x0.shape, generator=gen).to(cfg.device)
+        # Clean history gets a little noise the model is not told about: robustness to its own imperfect past.
+        history_jitter = 0.03 * torch.randn(x0.shape, generator=gen).to(cfg.device) * (sigma == 0)
+        xt = (1 - sigma) * x0 + sigma * noise + history_jitter
+        for group in opt.param_groups:
+            group["lr"] = _cosine(step, cfg.dit_steps, cfg.dit_lr)
+        with torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16):
+            emb, mask = text.embed(texts, "", spec.TEXT_LENGTH)
+            pred = model(xt, t, emb.float(), mask, chunk_frames=k)
+        weight = (sigma > 0).float().expand_as(pred)
+        loss = ((pred.float() - (noise - x0)) ** 2 * weight).sum() / weight.sum().clamp_min(1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        bar.update()
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.dit_steps:
+            _save(ckpt_path, {"model": model.state_dict(), "text": text_model.state_dict(),
+                              "optimizer": opt.state_dict(), "step": step + 1})
+    bar.close()
+    return model.cpu().eval(), tokenizer, text_model.cpu().eval()
+
+
+# ----- stage 4: export -----------------------------------------------------------------------------------------
+
+
+MODEL_INDEX = {
+    "_class_name": "SanaVideoPipeline",
+    "transformer": ["diffusers", "SanaVideoTransformer3DModel"],
+    "vae": ["diffusers", "AutoencoderDC"],
+    "text_encoder": ["transformers", "Gemma2Model"],
+    "tokenizer": ["transformers", "PreTrainedTokenizerFast"],
+    "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+}
+
+
+def export(folder: Path, ae: DCAE, scale: float, model: SanaTransformer, tokenizer, text_model,
+           cfg: TrainConfig, seconds: float) -> Path:
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    (folder / "model_index.json").write_text(json.dumps(MODEL_INDEX, indent=2))
+    model.save_pretrained(folder / "transformer")
+    vae_config = dict(spec.AUTOENCODER, scaling_factor=scale)
+    write_component_folder(folder / "vae", vae_config, ae.state_dict())
+    text_model.save_pretrained(folder / "text_encoder", safe_serialization=True)
+    tokenizer.save_pretrained(folder / "tokenizer")
+    (folder / "scheduler").mkdir()
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(
+        {"_class_name": "FlowMatchEulerDiscreteScheduler", "num_train_timesteps": 1000, "shift": 1.0}, indent=2))
+    defaults = {"causal": True, "generate": spec.GENERATE, "stream": spec.STREAM,
+                "training": {**asdict(cfg), "seconds": round(seconds)}}
+    (folder / "sana_stream.json").write_text(json.dumps(defaults, indent=2))
+    return folder
+
+
+def train_demo(cfg: TrainConfig, export_to: str | Path | None = None) -> Path:
+    work = Path(cfg.work)
+    work.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    started = time.perf_counter()
+    ae = train_autoencoder(cfg, work)
+    data = encode_clips(cfg, work, ae)
+    ae = ae.cpu()
+    model, tokenizer, text_model = train_transformer(cfg, work, data)
+    return export(Path(export_to) if export_to else work / "model", ae, data["scaling_factor"], model, tokenizer,
+                  text_model, cfg, time.perf_counter() - started)
