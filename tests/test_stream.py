@@ -176,3 +176,84 @@ def test_bad_stream_requests(pipe):
         pipe.stream("x", height=30, width=32)
     with pytest.raises(ValueError, match="seed must be an int"):
         stream.reset(seed="7")
+
+
+def test_schedule_parsing_names_the_line():
+    from sana_stream.engine.render import parse_schedule
+
+    segments = parse_schedule('{"prompt": "a", "seconds": 2}\n\n# comment\n{"prompt": "b", "seconds": 0.5}\n')
+    assert [(s.prompt, s.seconds) for s in segments] == [("a", 2.0), ("b", 0.5)]
+    for text, message in [
+        ('{"prompt": "a", "seconds": 1}\n{"prompt": "b"', "line 2: not valid JSON"),
+        ('{"prompt": 3, "seconds": 1}', "line 1: \"prompt\" must be a string"),
+        ('{"prompt": "a", "seconds": -1}', "line 1: \"seconds\" must be a number"),
+        ('{"prompt": "a", "seconds": 1, "speed": 2}', "line 1: unknown field"),
+        ('["a", 1]', "line 1: expected an object"),
+        ("\n# nothing\n", "no segments"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            parse_schedule(text)
+
+
+def test_render_schedule_writes_the_whole_schedule(pipe, tmp_path):
+    import av
+
+    from sana_stream.engine.render import Segment, render_schedule
+
+    schedule = [Segment("a red ball", 1.0), Segment("a blue ball", 0.75), Segment("a green ball", 0.5)]
+    stats = render_schedule(pipe, schedule, tmp_path / "out.mp4", seed=0, height=32, width=32, chunk_frames=K,
+                            progress=False)
+    assert stats["frames_written"] == 16 + 12 + 8
+    assert stats["recaches"] == 2  # one re-cache per switch
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        frames = [f for f in container.decode(video=0)]
+    assert len(frames) == 36 and (frames[0].width, frames[0].height) == (32, 32)
+
+
+def test_async_source_matches_stream_with_back_pressure(pipe):
+    import asyncio
+
+    from sana_stream.engine import AsyncFrameSource
+
+    want = take(pipe.stream("lava", seed=6, height=32, width=32, chunk_frames=K), 20)
+
+    async def run():
+        source = AsyncFrameSource(pipe.stream("lava", seed=6, height=32, width=32, chunk_frames=K))
+        got = [await source.next_frame() for _ in range(6)]  # chunk 0 (5 frames) + 1 frame of chunk 1
+        await asyncio.sleep(1.0)  # the worker runs ahead only as far as the queue allows
+        ahead = source.stream.stats["chunks"]
+        source.pause()
+        held = [await source.next_frame() for _ in range(3)]
+        source.resume()
+        got += [await source.next_frame() for _ in range(14)]
+        await source.close()
+        return got, held, ahead
+
+    got, held, ahead = asyncio.run(run())
+    assert all(np.array_equal(x, y) for x, y in zip(got, want))
+    # consumed: chunk 0 done, chunk 1 playing; at most one more waiting and one being generated
+    assert ahead <= 4
+    assert all(h is held[0] for h in held) and held[0].index == 5
+
+
+def test_async_source_surfaces_generation_errors(pipe):
+    import asyncio
+
+    from sana_stream.engine import AsyncFrameSource
+
+    stream = pipe.stream("x", seed=0, height=32, width=32, chunk_frames=K)
+
+    def broken():
+        raise RuntimeError("boom")
+
+    stream.next_chunk = broken
+
+    async def run():
+        source = AsyncFrameSource(stream)
+        with pytest.raises(RuntimeError, match="generation failed.*boom"):
+            await source.next_frame()
+        await source.close()
+        with pytest.raises(RuntimeError, match="closed"):
+            await source.next_frame()
+
+    asyncio.run(run())

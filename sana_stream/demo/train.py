@@ -42,7 +42,7 @@ class TrainConfig:
     ae_batch: int = 8
     ae_lr: float = 1e-3
     clips: int = 1000
-    dit_steps: int = 700
+    dit_steps: int = 500
     dit_batch: int = 8
     dit_lr: float = 5e-4
     caption_dropout: float = 0.1
