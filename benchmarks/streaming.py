@@ -1,11 +1,12 @@
 """Streaming: cost per chunk and memory against stream length, ours vs a softmax KV-cache baseline, in one run.
 
-    python benchmarks/streaming.py            # full run: video chunks 1,10,100 and 2b chunks 1,5,20
+    python benchmarks/streaming.py            # full run: video chunks 1,10,100,300 and 2b chunks 1,5,20
     python benchmarks/streaming.py --quick    # video chunks 1,10,20 and 2b chunks 1,4
-    python benchmarks/streaming.py --parts video --chunks 1,10,100,300 --stat min   # choose parts / points
+    python benchmarks/streaming.py --parts video --chunks 1,10,100 --stat min   # choose parts / points
 
-On the idle 2-core CPU the full run takes about 7 minutes and --quick about 2; chunk 300 of the video part adds
-about 6 more (every chunk of our stream is really generated and decoded). Other processes slow it down.
+With the 2-core CPU nearly idle (load average 1.5) the full run took 7 min 46 s and --quick takes about 2 min;
+every chunk of our stream is really generated and decoded. Processes of others slow it down a lot (two threads
+that keep missing a core): there, --stat min gives the least disturbed sample of each point.
 
 Parts (bf16 transformers, random weights, batch 1, the same torch threads for every contender):
   video  Our whole streaming engine (`pipe.stream`) on a small but not trivial SanaVideoPipeline written by
@@ -57,7 +58,7 @@ PROMPT = "a red fox running through fresh snow"
 TEXT_TOKENS, TEXT_VALID = 300, 120
 VIDEO = dict(width=384, layers=6, head_dim=64, vae_base=16, latent_channels=16, pixels=128, chunk_frames=3)
 VIDEO_2B = dict(latent=(60, 104), chunk_frames=1, timesteps=(1000.0,))
-POINTS = {"full": {"video": (1, 10, 100), "2b": (1, 5, 20)}, "quick": {"video": (1, 10, 20), "2b": (1, 4)}}
+POINTS = {"full": {"video": (1, 10, 100, 300), "2b": (1, 5, 20)}, "quick": {"video": (1, 10, 20), "2b": (1, 4)}}
 STATS = {"median": statistics.median, "min": min}
 
 Ms = dict[str, float]  # one chunk's timings (ms) and sizes
@@ -381,7 +382,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer chunks: about 2 minutes")
     parser.add_argument("--parts", default=",".join(PARTS), help="comma list of: " + ", ".join(PARTS))
-    parser.add_argument("--chunks", help="chunk indices of the video part (default 1,10,100; quick 1,10,20)")
+    parser.add_argument("--chunks", help="chunk indices of the video part (default 1,10,100,300; quick 1,10,20)")
     parser.add_argument("--chunks-2b", help="chunk indices of the 2b part (default 1,5,20; quick 1,4)")
     parser.add_argument("--window", type=int, default=3, help="our chunks per point: N-window+1 … N")
     parser.add_argument("--repeats", type=int, default=3, help="baseline chunks per point, at least")
