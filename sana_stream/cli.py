@@ -4,6 +4,8 @@
     sana-stream generate --model PATH --prompt TEXT -o out.png|out.mp4 [options]
     sana-stream render --schedule FILE.jsonl -o out.mp4 [--model PATH]   long videos, prompt by prompt
     sana-stream train-demo [--work runs/demo] [--install]  train the embedded demo model from scratch
+    sana-stream train-world [--work runs/world] [--install]  train the embedded world model from scratch
+    sana-stream serve [--model PATH] [--host 127.0.0.1] [--port 8000]   the WebRTC streaming-edit server
 
 Bad input ends in one `sana-stream: error: ...` line on stderr and exit code 2; anything unexpected in one line
 and exit code 1 (SANA_STREAM_DEBUG=1 re-raises it with its traceback).
@@ -307,6 +309,124 @@ def _add_train_demo(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--install", action="store_true", help="copy the trained model into sana_stream/assets/demo")
 
 
+def _train_world(args: argparse.Namespace) -> int:
+    from worldmodel.train import install, train_world, world_config
+
+    fields = {k: getattr(args, k) for k in ("work", "seed", "ae_steps", "clips", "dit_steps", "device")}
+    folder = train_world(world_config(**fields))
+    if args.install:
+        folder = install(folder)
+    print(f"world model written to {folder}")
+    return 0
+
+
+def _add_train_world(commands: argparse._SubParsersAction) -> None:
+    from worldmodel.train import world_config
+
+    d = world_config()
+    train = commands.add_parser(
+        "train-world", help="train the embedded world model from scratch (about 30 min on 2 CPU cores; resumable)",
+        description="Render trajectories in the procedural first-person maze (worldmodel.sim), then train the world "
+                    "model's autoencoder, text encoder and action-conditioned transformer on them, seeded, and "
+                    "evaluate it on held-out worlds. Each stage checkpoints into --work; running the command again "
+                    "resumes where it stopped. --install copies the result into the package.")
+    train.set_defaults(run=_train_world)
+    train.add_argument("--work", default=d.work, metavar="DIR", help=f"checkpoints and data (default {d.work})")
+    train.add_argument("--seed", type=int, default=d.seed, help=f"seed (default {d.seed})")
+    train.add_argument("--ae-steps", type=_positive, default=d.ae_steps, help=f"autoencoder steps (default {d.ae_steps})")
+    train.add_argument("--clips", type=_positive, default=d.clips, help=f"training clips encoded (default {d.clips})")
+    train.add_argument("--dit-steps", type=_positive, default=d.dit_steps,
+                       help=f"transformer steps (default {d.dit_steps})")
+    train.add_argument("--device", default=d.device, help="cpu (default) or cuda")
+    train.add_argument("--install", action="store_true", help="copy the trained model into worldmodel/assets/world")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+    import signal
+
+    from .server import Server, ServerConfig
+
+    origins = tuple(args.allow_origin or ())
+    bad = [o for o in origins if not o.startswith(("http://", "https://"))]
+    if bad:
+        raise CommandError(f"--allow-origin takes origins like http://host:port, got {bad[0]!r}")
+    config = ServerConfig(host=args.host, port=args.port, token=args.token, max_sessions=args.max_sessions,
+                          allowed_origins=origins, bitrate=args.bitrate * 1000, codec=args.codec)
+    config.validate()  # before the model loads
+    if args.no_world and args.world is not None:
+        raise CommandError("--world and --no-world exclude each other")
+    # The server's own events (one JSON object a line) at INFO; the libraries' chatter only from WARNING.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("sana_stream.server").setLevel(logging.WARNING if args.quiet else logging.INFO)
+    pipe = _quiet_load(args.model, DTYPES[args.dtype], args.device)
+    world = None if args.no_world else _load_world(args.world, DTYPES[args.dtype], args.device)
+    server = Server(pipe, config, world)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)  # graceful: sessions closed before exit
+
+        def ready(port: int) -> None:
+            modes = "video and world modes" if world is not None else "video mode (no world model)"
+            print(f"serving on http://{args.host}:{port}/ with {modes} (Ctrl-C stops)", flush=True)
+
+        await server.run(stop, ready)
+
+    asyncio.run(run())
+    return 0
+
+
+def _load_world(path: str | None, dtype: torch.dtype, device: torch.device):
+    """The world model for world mode: `path`, else the shipped one if this install has it, else None."""
+    from worldmodel import WorldModel
+    from worldmodel.model import DEFAULT_WORLD, WORLD_FILE
+
+    if path is None and not (DEFAULT_WORLD / WORLD_FILE).is_file():
+        return None
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        return WorldModel.from_pretrained(path, dtype=dtype, device=device)
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
+
+
+def _add_serve(commands: argparse._SubParsersAction) -> None:
+    serve = commands.add_parser(
+        "serve", help="serve live, editable video to browsers over WebRTC",
+        description="Serve the browser client at / and stream live video over WebRTC; each viewer gets its own "
+                    "stream (prompt, seed, state) and edits it live. Sessions share one loaded model.",
+        epilog="example:\n  sana-stream serve --port 8000     then open http://127.0.0.1:8000/",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    serve.set_defaults(run=_serve)
+    serve.add_argument("--model", metavar="PATH", help="a video pipeline folder (default: the embedded demo model)")
+    serve.add_argument("--world", metavar="PATH",
+                       help="a world folder for world mode and /ws/world (default: the shipped world model, if "
+                            "this install has one)")
+    serve.add_argument("--no-world", action="store_true", help="serve video mode only")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 exposes it)")
+    serve.add_argument("--port", type=_whole_number(0, 65536), default=8000, help="port (default 8000; 0: any free)")
+    serve.add_argument("--token", metavar="TEXT", help="require this token on /ws (?token=...); at least 8 characters")
+    serve.add_argument("--max-sessions", type=_positive, default=4, metavar="N",
+                       help="concurrent sessions; more are answered 'server full' (default 4)")
+    serve.add_argument("--allow-origin", action="append", metavar="ORIGIN",
+                       help="a further web origin allowed to connect, e.g. https://example.org (repeatable)")
+    serve.add_argument("--bitrate", type=_whole_number(50, 100_001), default=3000, metavar="KBPS",
+                       help="video bitrate the encoders start at, in kbit/s; the browser's feedback moves it "
+                            "within half to twice that (default 3000)")
+    serve.add_argument("--codec", choices=("vp8", "h264"), help="force a codec (default: the browser's choice)")
+    serve.add_argument("--quiet", action="store_true", help="no session logs (JSON lines on stderr) below WARNING")
+    serve.add_argument("--dtype", choices=DTYPES, default="bf16", help="bf16 (default, fast on CPU) or fp32")
+    serve.add_argument("--device", type=_device, metavar="DEV", default=torch.device("cpu"),
+                       help="cpu (default), cuda or cuda:N")
+
+
 def _fail(message: str, code: int) -> int:
     # Library messages may span lines (file lists, nested causes): folded so that the error is one line.
     print(f"sana-stream: error: {' '.join(message.split())}", file=sys.stderr)
@@ -322,6 +442,8 @@ def main(argv: list[str] | None = None) -> int:
     _add_streaming(commands)
     _add_generate(commands)
     _add_train_demo(commands)
+    _add_train_world(commands)
+    _add_serve(commands)
     debug = os.environ.get(DEBUG_ENV) == "1"
     try:
         args = parser.parse_args(argv)

@@ -409,3 +409,107 @@ def test_legacy_pickle_checkpoints_load(tmp_path):
     for key, value in ref.state_dict().items():
         if key == "patch_embed.proj.weight":
             assert torch.equal(model.state_dict()["patch_embedding.weight"][:, :, 0], value)
+
+
+# ----- world models: per-frame actions ------------------------------------------------------------------------------
+
+
+def with_actions(model, action_dim=5, perturb_seed=None):
+    """The same weights plus an action branch; its last layer zero as built, or perturbed when a seed is given."""
+    acting = ss.SanaTransformer(model.config.replace(action_dim=action_dim)).eval()
+    missing, unexpected = acting.load_state_dict(model.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("action_embedder.") for k in missing)
+    if perturb_seed is not None:
+        gen = torch.Generator().manual_seed(perturb_seed)
+        with torch.no_grad():
+            for p in acting.action_embedder.parameters():
+                p.add_(0.3 * torch.randn(p.shape, generator=gen))
+    return acting
+
+
+def actions_for(batch, frames, action_dim=5, seed=4):
+    return torch.randn(batch, frames, action_dim, generator=torch.Generator().manual_seed(seed))
+
+
+def test_zero_initialised_action_branch_changes_nothing(video):
+    acting = with_actions(video)
+    x, text, mask = video_inputs(batch=2, frames=4)
+    t = torch.tensor([[0.0, 0.0, 500.0, 900.0], [0.0, 250.0, 250.0, 1000.0]])
+    with torch.no_grad():
+        want = video(x, t, text, mask, chunk_frames=2)
+        got = acting(x, t, text, mask, chunk_frames=2, action=actions_for(2, 4))
+        scalar_t = acting(x, torch.tensor([300.0, 30.0]), text, mask, action=actions_for(2, 4))
+    assert torch.equal(got, want)
+    assert torch.equal(scalar_t, video(x, torch.tensor([300.0, 30.0]), text, mask))
+
+
+def test_trained_action_branch_steers_its_own_frames(video):
+    acting = with_actions(video, perturb_seed=0)
+    x, text, mask = video_inputs(batch=1, frames=4)
+    t = torch.tensor([700.0])
+    a = actions_for(1, 4)
+    b = a.clone()
+    b[:, 2:] = actions_for(1, 2, seed=9)  # other actions for the second chunk only
+    with torch.no_grad():
+        out_a = acting(x, t, text[:1], mask[:1], chunk_frames=2, action=a)
+        out_b = acting(x, t, text[:1], mask[:1], chunk_frames=2, action=b)
+        zeros = acting(x, t, text[:1], mask[:1], chunk_frames=2, action=torch.zeros(1, 4, 5))
+        default = acting(x, t, text[:1], mask[:1], chunk_frames=2)
+    assert max_err(out_a[:, :, :2], out_b[:, :, :2]) == 0.0  # causal: the first chunk cannot see later actions
+    assert max_err(out_a[:, :, 2:], out_b[:, :, 2:]) > 1e-3
+    assert torch.equal(default, zeros)  # no action given means the zero vector
+
+
+def test_streaming_with_actions_equals_chunk_causal(video):
+    acting = with_actions(video, perturb_seed=1)
+    x, text, mask = video_inputs(batch=2, frames=3)
+    a = actions_for(2, 3)
+    t = torch.tensor([[0.0, 0.0, 800.0], [0.0, 0.0, 150.0]])
+    with torch.no_grad():
+        causal = acting(x, t, text, mask, chunk_frames=1, action=a)
+        state = acting.new_state(2)
+        for i in range(2):  # one-frame chunks: each frame's action acts on that frame alone
+            acting.append_state(state, x[:, :, i:i + 1], text, mask, action=a[:, i:i + 1])
+        streamed = acting(x[:, :, 2:], t[:, 2], text, mask, state=state, action=a[:, 2:])
+        other_history = acting.new_state(2)
+        for i in range(2):
+            acting.append_state(other_history, x[:, :, i:i + 1], text, mask, action=-a[:, i:i + 1])
+        streamed_other = acting(x[:, :, 2:], t[:, 2], text, mask, state=other_history, action=a[:, 2:])
+    assert max_err(streamed, causal[:, :, 2:]) <= TOL
+    assert max_err(streamed_other, streamed) > 1e-4  # the history's actions are part of the history
+
+
+def test_action_models_save_load_and_count(tmp_path, video):
+    acting = with_actions(video, action_dim=3, perturb_seed=2)
+    acting.save_pretrained(tmp_path / "world")
+    config = json.loads((tmp_path / "world" / "config.json").read_text())
+    assert config["action_dim"] == 3
+    assert "action_dim" not in video.config.to_diffusers_dict()  # plain configs round-trip unchanged
+    loaded = ss.load_transformer(tmp_path / "world", dtype=torch.float32)
+    assert loaded.config.action_dim == 3
+    assert loaded.num_parameters() == acting.num_parameters() == acting.config.num_parameters()
+    x, text, mask = video_inputs(batch=1, frames=2)
+    a = actions_for(1, 2, action_dim=3)
+    with torch.no_grad():
+        assert torch.equal(loaded(x, 10.0, text[:1], mask[:1], action=a), acting(x, 10.0, text[:1], mask[:1], action=a))
+
+
+def test_bad_actions_name_the_problem(video):
+    acting = with_actions(video)
+    x, text, mask = video_inputs(batch=2, frames=2)
+    t = torch.tensor([1.0, 2.0])
+    with pytest.raises(ValueError, match="takes no actions"):
+        video(x, t, text, mask, action=actions_for(2, 2))
+    cases = [
+        (actions_for(2, 3), "action must be \\(B, T, action_dim\\)=\\(2, 2, 5\\)"),
+        (actions_for(2, 2, action_dim=4), "action must be \\(B, T, action_dim\\)"),
+        (actions_for(2, 2) * float("nan"), "action contains NaN"),
+        (torch.ones(2, 2, 5, dtype=torch.long), "action must be a float tensor"),
+    ]
+    for action, message in cases:
+        with pytest.raises(ValueError, match=message):
+            acting(x, t, text, mask, action=action)
+    with pytest.raises(ValueError, match="action_dim"):
+        ss.TransformerConfig(action_dim=-1)
+    with pytest.raises(ValueError, match="temporal patch of 1"):
+        ss.TransformerConfig(action_dim=4, patch_size=(2, 2, 2))

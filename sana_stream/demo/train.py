@@ -10,6 +10,10 @@ Stages (each checkpointed under the work folder; a rerun resumes where it stoppe
    the time at the streaming sampler's timesteps so few-step sampling works; 10% empty captions for CFG;
 4. export: a diffusers-style pipeline folder (model_index.json, component folders, sana_stream.json with the
    stream/generate defaults, a model card).
+
+The stages take the model's spec (sizes, stream settings, text encoder) as `model_spec`, the demo's by default,
+so other models of this family (the world model in worldmodel/train.py) train with the same code; the demo's
+own runs draw exactly the same random numbers as before.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -94,11 +100,19 @@ def _progress(total: int, initial: int, desc: str):
 # ----- stage 1: autoencoder ------------------------------------------------------------------------------------
 
 
-def train_autoencoder(cfg: TrainConfig, work: Path) -> DCAE:
+def _demo_frames(rng: np.random.Generator, count: int) -> np.ndarray:
     world = _world()
+    scenes = [_scene(world, rng) for _ in range(count)]
+    return np.concatenate([world.render(s, 1, size=spec.SIZE, start_frame=int(rng.integers(0, 400)))
+                           for s in scenes])
+
+
+def train_autoencoder(cfg: TrainConfig, work: Path, model_spec: ModuleType = spec,
+                      sample_frames: Callable[[np.random.Generator, int], np.ndarray] = _demo_frames) -> DCAE:
+    """sample_frames(rng, n): n uint8 (H, W, 3) training frames, drawn with rng."""
     ckpt_path = work / "autoencoder.pt"
     torch.manual_seed(cfg.seed)
-    ae = DCAE(DCAEConfig.from_dict(spec.AUTOENCODER)).to(cfg.device)
+    ae = DCAE(DCAEConfig.from_dict(model_spec.AUTOENCODER)).to(cfg.device)
     opt = torch.optim.AdamW(ae.parameters(), lr=cfg.ae_lr, weight_decay=0.0)
     start, ckpt = 0, _load(ckpt_path)
     if ckpt is not None:
@@ -109,9 +123,7 @@ def train_autoencoder(cfg: TrainConfig, work: Path) -> DCAE:
     ae.train()
     bar = _progress(cfg.ae_steps, start, "autoencoder")
     for step in range(start, cfg.ae_steps):
-        scenes = [_scene(world, rng) for _ in range(cfg.ae_batch)]
-        frames = np.concatenate([world.render(s, 1, size=spec.SIZE, start_frame=int(rng.integers(0, 400)))
-                                 for s in scenes])
+        frames = sample_frames(rng, cfg.ae_batch)
         x = _to_model(frames).to(cfg.device).contiguous(memory_format=torch.channels_last)
         for group in opt.param_groups:
             group["lr"] = _cosine(step, cfg.ae_steps, cfg.ae_lr)
@@ -162,9 +174,11 @@ def encode_clips(cfg: TrainConfig, work: Path, ae: DCAE) -> dict:
 # ----- stage 3: transformer + text encoder ---------------------------------------------------------------------
 
 
-def _sample_timesteps(rng: torch.Generator, batch: int, chunks: int, clean_prob: float) -> torch.Tensor:
-    """(batch, chunks) timesteps in [0, 1000]: clean history (0) or a noise level per chunk."""
-    grid = torch.tensor(spec.STREAM["timesteps"])
+def _sample_timesteps(rng: torch.Generator, batch: int, chunks: int, clean_prob: float,
+                      grid: list[float] = spec.STREAM["timesteps"]) -> torch.Tensor:
+    """(batch, chunks) timesteps in [0, 1000]: clean history (0) or a noise level per chunk; half of the noise
+    levels are the streaming sampler's `grid`."""
+    grid = torch.tensor(grid)
     at_grid = grid[torch.randint(len(grid), (batch, chunks), generator=rng)]
     logit_normal = torch.sigmoid(torch.randn(batch, chunks, generator=rng)) * 1000
     t = torch.where(torch.rand(batch, chunks, generator=rng) < 0.5, at_grid, logit_normal)
@@ -173,14 +187,18 @@ def _sample_timesteps(rng: torch.Generator, batch: int, chunks: int, clean_prob:
     return torch.where(clean, torch.zeros_like(t), t)
 
 
-def train_transformer(cfg: TrainConfig, work: Path, data: dict):
-    world = _world()
+def train_transformer(cfg: TrainConfig, work: Path, data: dict, model_spec: ModuleType = spec,
+                      words: list[str] | None = None):
+    """data: latents (N, frames, C, h, w), captions, scaling_factor and, for a world model (a config with
+    action_dim), actions (N, frames, action_dim), each frame's action. words: the caption vocabulary."""
+    if words is None:
+        words = list(_world().VOCABULARY) + [",", "."]
     ckpt_path = work / "transformer.pt"
-    tokenizer = spec.build_tokenizer(list(world.VOCABULARY) + [",", "."])
-    text_model = spec.build_text_model(len(tokenizer), cfg.seed)
+    tokenizer = spec.build_tokenizer(words)
+    text_model = model_spec.build_text_model(len(tokenizer), cfg.seed)
     text = TextEncoder(tokenizer, text_model.to(cfg.device), cache_size=0)
     torch.manual_seed(cfg.seed)
-    model = SanaTransformer(TransformerConfig.from_dict(spec.TRANSFORMER)).to(cfg.device)
+    model = SanaTransformer(TransformerConfig.from_dict(model_spec.TRANSFORMER)).to(cfg.device)
     with torch.no_grad():  # start as the identity on the residual paths that are zero-initialised in Sana
         model.proj_out.weight.zero_()
         for block in model.transformer_blocks:
@@ -194,7 +212,8 @@ def train_transformer(cfg: TrainConfig, work: Path, data: dict):
         opt.load_state_dict(ckpt["optimizer"])
         start = ckpt["step"]
     latents, captions, scale = data["latents"], data["captions"], data["scaling_factor"]
-    k, chunks = spec.STREAM["chunk_frames"], spec.CLIP_CHUNKS
+    actions = data.get("actions")
+    k, chunks = model_spec.STREAM["chunk_frames"], model_spec.CLIP_CHUNKS
     gen = torch.Generator().manual_seed(cfg.seed * 7919 + start)
     model.train()
     text_model.train()
@@ -204,7 +223,7 @@ def train_transformer(cfg: TrainConfig, work: Path, data: dict):
         x0 = latents[idx].float().permute(0, 2, 1, 3, 4).to(cfg.device) * scale  # (B, C, T, h, w)
         texts = [captions[i] if torch.rand(1, generator=gen).item() >= cfg.caption_dropout else ""
                  for i in idx.tolist()]
-        t_chunk = _sample_timesteps(gen, cfg.dit_batch, chunks, cfg.clean_chunk_prob)
+        t_chunk = _sample_timesteps(gen, cfg.dit_batch, chunks, cfg.clean_chunk_prob, model_spec.STREAM["timesteps"])
         t = t_chunk.repeat_interleave(k, dim=1).to(cfg.device)  # per latent frame
         sigma = (t / 1000).view(cfg.dit_batch, 1, -1, 1, 1)
         noise = torch.randn(x0.shape, generator=gen).to(cfg.device)
@@ -214,8 +233,9 @@ def train_transformer(cfg: TrainConfig, work: Path, data: dict):
         for group in opt.param_groups:
             group["lr"] = _cosine(step, cfg.dit_steps, cfg.dit_lr)
         with torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16):
-            emb, mask = text.embed(texts, "", spec.TEXT_LENGTH)
-            pred = model(xt, t, emb.float(), mask, chunk_frames=k)
+            emb, mask = text.embed(texts, "", model_spec.TEXT_LENGTH)
+            action = None if actions is None else actions[idx].float().to(cfg.device)
+            pred = model(xt, t, emb.float(), mask, chunk_frames=k, action=action)
         weight = (sigma > 0).float().expand_as(pred)
         loss = ((pred.float() - (noise - x0)) ** 2 * weight).sum() / weight.sum().clamp_min(1)
         opt.zero_grad(set_to_none=True)
@@ -245,23 +265,24 @@ MODEL_INDEX = {
 
 
 def export(folder: Path, ae: DCAE, scale: float, model: SanaTransformer, tokenizer, text_model,
-           cfg: TrainConfig, seconds: float) -> Path:
+           cfg: TrainConfig, seconds: float, model_spec: ModuleType = spec, card: str | None = None) -> Path:
+    """card: the model card template (MODEL_CARD's fields), the demo's by default."""
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     (folder / "model_index.json").write_text(json.dumps(MODEL_INDEX, indent=2))
     model.save_pretrained(folder / "transformer")
-    vae_config = dict(spec.AUTOENCODER, scaling_factor=scale)
+    vae_config = dict(model_spec.AUTOENCODER, scaling_factor=scale)
     write_component_folder(folder / "vae", vae_config, ae.state_dict())
     text_model.save_pretrained(folder / "text_encoder", safe_serialization=True)
     tokenizer.save_pretrained(folder / "tokenizer")
     (folder / "scheduler").mkdir()
     (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(
         {"_class_name": "FlowMatchEulerDiscreteScheduler", "num_train_timesteps": 1000, "shift": 1.0}, indent=2))
-    defaults = {"causal": True, "generate": spec.GENERATE, "stream": spec.STREAM,
+    defaults = {"causal": True, "generate": model_spec.GENERATE, "stream": model_spec.STREAM,
                 "training": {**asdict(cfg), "seconds": round(seconds)}}
     (folder / "sana_stream.json").write_text(json.dumps(defaults, indent=2))
-    (folder / "README.md").write_text(MODEL_CARD.format(
+    (folder / "README.md").write_text((card or MODEL_CARD).format(
         transformer=model.num_parameters() / 1e6, autoencoder=sum(p.numel() for p in ae.parameters()) / 1e6,
         text=sum(p.numel() for p in text_model.parameters()) / 1e6, minutes=seconds / 60,
         config=json.dumps(asdict(cfg))))

@@ -46,6 +46,9 @@ class TransformerConfig:
     qk_norm: str | None = "rms_norm_across_heads"
     timestep_scale: float = 1.0
     rope_max_seq_len: int = 1024
+    # Not in diffusers configs: the width of the per-latent-frame action vector of a world model (0: no actions).
+    # Written to config.json only when set, so diffusers configs round-trip unchanged.
+    action_dim: int = 0
     # Not in diffusers configs: the linear-attention denominator epsilon. The reference blocks use 1e-8,
     # diffusers 1e-15; in fp32 both vanish next to any non-zero denominator.
     linear_attention_eps: float = 1e-8
@@ -96,6 +99,10 @@ class TransformerConfig:
             problems.append("interpolation_scale (2-D sincos PE) applies to image models only")
         if self.family == "video" and self.attention_head_dim % 2:
             problems.append(f"RoPE needs an even attention_head_dim, got {self.attention_head_dim}")
+        if not isinstance(self.action_dim, int) or self.action_dim < 0:
+            problems.append(f"action_dim must be a non-negative int, got {self.action_dim!r}")
+        elif self.action_dim and (self.family != "video" or self.patch_size[0] != 1):
+            problems.append("action_dim needs a video model with a temporal patch of 1 (one action per latent frame)")
         if problems:
             raise ValueError("invalid transformer config: " + "; ".join(problems))
 
@@ -149,6 +156,8 @@ class TransformerConfig:
                 continue
             if not self.is_video and f.name == "rope_max_seq_len":
                 continue
+            if f.name == "action_dim" and not value:
+                continue
             out[f.name] = value
         return out
 
@@ -176,6 +185,8 @@ class TransformerConfig:
         embed = c_in * pt * ph * pw * d + d + 256 * d + d + d * d + d + d * 6 * d + 6 * d
         if self.guidance_embeds:
             embed += 256 * d + d + d * d + d
+        if self.action_dim:
+            embed += self.action_dim * d + d + d * d + d
         caption = self.caption_channels * d + d + d * d + d + d
         final = 2 * d + d * math.prod(self.patch_size) * c_out + math.prod(self.patch_size) * c_out
         return embed + caption + self.num_layers * per_block + final

@@ -8,6 +8,9 @@ Attention modes (all in one code path, chosen by which chunks exist and what his
 - chunk-causal (`chunk_frames=K`): bidirectional inside a chunk, causal across chunks; the first chunk takes
   the remainder T mod K;
 - streaming (`state=`): the input is one chunk that also sees the history held in a StreamState.
+
+World models (config.action_dim > 0) also take `action=` (B, T, action_dim), one vector per latent frame, added to
+the time embedding (model/actions.py); `action=None` there means the zero vector ("no action").
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..weights import write_component_folder
+from .actions import ActionEmbedder
 from .attention import AttentionSums, CrossAttention, LinearSelfAttention
 from .config import TransformerConfig
 from .embeddings import CaptionProjection, RMSNorm, Rope3D, TimeConditioning, sincos_2d
@@ -93,6 +97,7 @@ class SanaTransformer(nn.Module):
         # A Conv3d with kernel = stride = patch, run as one matmul on unfolded patches.
         self.patch_embedding = nn.Conv3d(cfg.in_channels, d, kernel_size=cfg.patch_size, stride=cfg.patch_size)
         self.time_embed = TimeConditioning(d, guidance=cfg.guidance_embeds)
+        self.action_embedder = ActionEmbedder(cfg.action_dim, d) if cfg.action_dim else None
         self.caption_projection = CaptionProjection(cfg.caption_channels, d)
         self.caption_norm = RMSNorm(d, eps=1e-5)
         self.transformer_blocks = nn.ModuleList([SanaBlock(cfg) for _ in range(cfg.num_layers)])
@@ -112,7 +117,7 @@ class SanaTransformer(nn.Module):
 
     # ----- inputs ---------------------------------------------------------------------------------------------
 
-    def _check_inputs(self, x, timestep, text, text_mask, guidance):
+    def _check_inputs(self, x, timestep, text, text_mask, guidance, action):
         cfg = self.config
         if not isinstance(x, torch.Tensor):
             raise ValueError(f"x must be a tensor, got {type(x).__name__}")
@@ -156,7 +161,20 @@ class SanaTransformer(nn.Module):
                 raise ValueError(f"guidance must be finite with shape (B,)=({b},)")
         elif guidance is not None:
             raise ValueError("this model has no guidance embedding (guidance_embeds is false): drop guidance=")
-        return timestep, guidance
+        if cfg.action_dim:
+            if action is None:  # no action given: the zero vector, which a world model reads as "none"
+                action = torch.zeros(b, frames, cfg.action_dim, device=x.device)
+            if not isinstance(action, torch.Tensor) or not action.is_floating_point():
+                raise ValueError(f"action must be a float tensor (B, T, action_dim), got {type(action).__name__}"
+                                 + (f" of {action.dtype}" if isinstance(action, torch.Tensor) else ""))
+            if tuple(action.shape) != (b, frames, cfg.action_dim):
+                raise ValueError(f"action must be (B, T, action_dim)=({b}, {frames}, {cfg.action_dim}), one vector "
+                                 f"per latent frame, got {tuple(action.shape)}")
+            if not torch.isfinite(action).all():
+                raise ValueError("action contains NaN or inf")
+        elif action is not None:
+            raise ValueError("this model takes no actions (action_dim is 0): drop action=")
+        return timestep, guidance, action
 
     def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
         """(B, C, T, H, W) latents -> (B, T', H'·W', D) tokens."""
@@ -174,15 +192,21 @@ class SanaTransformer(nn.Module):
             tokens = (tokens + pe).to(tokens.dtype)
         return tokens, grid
 
-    def _condition(self, timestep, guidance, text, text_mask, batch):
+    def _condition(self, timestep, guidance, text, text_mask, batch, action):
         t_flat = timestep.reshape(-1)
         g_flat = None if guidance is None else guidance.repeat_interleave(t_flat.numel() // batch)
         t0, t_emb = self.time_embed(t_flat, g_flat)
+        t0, t_emb = t0.view(batch, -1, t0.shape[-1]), t_emb.view(batch, -1, t_emb.shape[-1])
+        if self.action_embedder is not None:
+            # The action joins each frame's time embedding, so adaLN's t0 is recomputed from the sum; the
+            # final layer reads t_emb and sees it too.
+            t_emb = t_emb + self.action_embedder(action)
+            t0 = self.time_embed.linear(F.silu(t_emb))
         text = self.caption_norm(self.caption_projection(text.to(self.dtype)))
         bias = None
         if text_mask is not None:
             bias = ((1 - text_mask.to(self.dtype)) * -10000.0)[:, None, None, :]
-        return t0.view(batch, -1, t0.shape[-1]), t_emb.view(batch, -1, t_emb.shape[-1]), text, bias
+        return t0, t_emb, text, bias
 
     # ----- forward --------------------------------------------------------------------------------------------
 
@@ -196,10 +220,12 @@ class SanaTransformer(nn.Module):
         chunk_frames: int | None = None,
         guidance: torch.Tensor | None = None,
         state: StreamState | None = None,
+        action: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Velocity prediction with x's shape. timestep: (B,) or per latent frame (B, T), diffusers scale."""
+        """Velocity prediction with x's shape. timestep: (B,) or per latent frame (B, T), diffusers scale.
+        action: world models only, (B, T, action_dim) per latent frame."""
         out, _ = self._run(x, timestep, encoder_hidden_states, encoder_attention_mask, chunk_frames, guidance,
-                           state, need_output=True)
+                           state, need_output=True, action=action)
         return out
 
     def new_state(self, batch_size: int, window: int | None = None) -> StreamState:
@@ -220,21 +246,24 @@ class SanaTransformer(nn.Module):
         *,
         guidance: torch.Tensor | None = None,
         replace_last: bool = False,
+        action: torch.Tensor | None = None,
     ) -> None:
         """The t = 0 pass that adds a finished (clean) chunk to the history held in `state`.
 
         replace_last=True re-runs the newest chunk instead (same frames, e.g. under a new prompt after a prompt
-        switch), against the history it saw, and puts the result in its place.
+        switch), against the history it saw, and puts the result in its place. action: world models only, the
+        actions the chunk's frames were made with, (B, T, action_dim).
         """
         zero = torch.zeros(x_clean.shape[0], device=x_clean.device)
         _, records = self._run(x_clean, zero, encoder_hidden_states, encoder_attention_mask, None, guidance, state,
-                               need_output=False, replace_last=replace_last)
+                               need_output=False, replace_last=replace_last, action=action)
         frames = x_clean.shape[2] // self.config.patch_size[0]
         grid = (x_clean.shape[-2] // self.config.patch_size[1], x_clean.shape[-1] // self.config.patch_size[2])
         state.append(records, frames, grid, replace_newest=replace_last)
 
-    def _run(self, x, timestep, text, text_mask, chunk_frames, guidance, state, need_output, replace_last=False):
-        timestep, guidance = self._check_inputs(x, timestep, text, text_mask, guidance)
+    def _run(self, x, timestep, text, text_mask, chunk_frames, guidance, state, need_output, replace_last=False,
+             action=None):
+        timestep, guidance, action = self._check_inputs(x, timestep, text, text_mask, guidance, action)
         image_input = x.ndim == 4
         if image_input:
             x = x.unsqueeze(2)
@@ -253,7 +282,7 @@ class SanaTransformer(nn.Module):
         frame_start = 0 if state is None else state.frames - (state.newest_frames if replace_last else 0)
         rope = self.rope(frame_start, t, h, w, x.device) if self.rope is not None else None
 
-        t0, t_emb, text, text_bias = self._condition(timestep, guidance, text, text_mask, b)
+        t0, t_emb, text, text_bias = self._condition(timestep, guidance, text, text_mask, b, action)
         records = []
         for i, block in enumerate(self.transformer_blocks):
             history, previous = state.history(i, replace_last) if state is not None else (None, None)

@@ -1,0 +1,81 @@
+"""The embedded world model's architecture: the demo model's family (sana_stream/demo/spec.py) at the size that
+steps in real time on 2 CPU cores, plus per-frame actions.
+
+- frames: 64×64 first-person views of the procedural maze (worldmodel/sim), 10 steps per second;
+- autoencoder: a DC-AE (AutoencoderDC config) with 8× spatial compression, applied per frame: a frame is an
+  8×8×16 latent;
+- transformer: a SanaVideoTransformer3DModel config with patch (1, 2, 2), so a frame is 16 tokens, and
+  action_dim = 14 (worldmodel.actions); one latent frame per chunk, so every action gets its own frame;
+- text encoder: a 1-layer Gemma-2 over the caption language "a walk through a <theme> maze".
+
+Stepping: one denoising step from pure noise (t = 1000) per frame, then the t = 0 pass that appends the frame to
+the history; a window of WINDOW frames of history, the length the model is trained on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .actions import ACTION_DIM, KEYS
+from .sim.simulator import FRAME_SIZE
+from .sim.textures import THEMES
+
+SIZE = FRAME_SIZE[0]
+FPS = 10
+LATENT_CHANNELS = 16
+TEXT_HIDDEN = 64
+TEXT_LENGTH = 8  # BOS + the 6 words of a caption, with room to spare
+WINDOW = 4  # latent frames of history
+CONTEXT_FRAMES = 1  # the start frame, encoded, is the first history frame
+TIMESTEPS = [1000.0]
+CLIP_CHUNKS = WINDOW + 1  # frames per training clip: a frame and a full window of history
+EVAL_SEED_START = 1_000_000  # worlds with seeds from here on are never trained on
+DEFAULT_PROMPT = "a walk through a brick maze"
+WORDS = ["a", "walk", "through", "maze", *THEMES]
+
+AUTOENCODER: dict[str, Any] = dict(
+    _class_name="AutoencoderDC",
+    in_channels=3, latent_channels=LATENT_CHANNELS, attention_head_dim=16,
+    encoder_block_types=["ResBlock"] * 3 + ["EfficientViTBlock"],
+    decoder_block_types=["ResBlock"] * 3 + ["EfficientViTBlock"],
+    encoder_block_out_channels=[8, 32, 64, 128], decoder_block_out_channels=[8, 32, 64, 128],
+    encoder_layers_per_block=[0, 1, 1, 2], decoder_layers_per_block=[0, 1, 1, 2],
+    encoder_qkv_multiscales=[[]] * 4, decoder_qkv_multiscales=[[]] * 4,
+    downsample_block_type="pixel_unshuffle", upsample_block_type="pixel_shuffle",
+    decoder_norm_types="rms_norm", decoder_act_fns="silu", scaling_factor=1.0,  # set from data after training
+)
+
+TRANSFORMER: dict[str, Any] = dict(
+    _class_name="SanaVideoTransformer3DModel",
+    in_channels=LATENT_CHANNELS, out_channels=LATENT_CHANNELS, num_attention_heads=6, attention_head_dim=32,
+    num_layers=4, num_cross_attention_heads=6, cross_attention_head_dim=32, cross_attention_dim=192,
+    caption_channels=TEXT_HIDDEN, mlp_ratio=2.5, attention_bias=False, sample_size=SIZE // 8,
+    patch_size=[1, 2, 2], norm_elementwise_affine=False, norm_eps=1e-6, qk_norm="rms_norm_across_heads",
+    rope_max_seq_len=1024, action_dim=ACTION_DIM,
+)
+
+TEXT_ENCODER: dict[str, Any] = dict(
+    hidden_size=TEXT_HIDDEN, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
+    num_key_value_heads=1, head_dim=32, max_position_embeddings=16, sliding_window=16,
+    pad_token_id=0, eos_token_id=1, bos_token_id=2,
+)
+
+STREAM = dict(chunk_frames=1, timesteps=TIMESTEPS, window=WINDOW, guidance_scale=1.0)
+GENERATE = dict(sampler="flow_euler", num_inference_steps=4, guidance_scale=1.0, shift=1.0, instruction="",
+                negative_prompt="", motion_score=None, num_frames=32, height=SIZE, width=SIZE,
+                text_length=TEXT_LENGTH)
+
+
+def build_text_model(vocab_size: int, seed: int):
+    import torch
+    from transformers import Gemma2Config, Gemma2Model
+
+    torch.manual_seed(seed)
+    return Gemma2Model(Gemma2Config(vocab_size=vocab_size, **TEXT_ENCODER))
+
+
+def world_json() -> dict[str, Any]:
+    """world.json: how the SDK steps this model (read by worldmodel.model)."""
+    return {"action_dim": ACTION_DIM, "keys": list(KEYS), "frame_size": list(FRAME_SIZE), "fps": FPS,
+            "frames_per_step": 1, "timesteps": TIMESTEPS, "window": WINDOW, "prompt": DEFAULT_PROMPT,
+            "context_frames": CONTEXT_FRAMES}
