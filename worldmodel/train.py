@@ -141,11 +141,11 @@ def evaluate(ae: DCAE, scale: float, model: SanaTransformer, text: TextEncoder, 
     for step in range(1, horizon + 1):
         action = actions[:, step : step + 1]
         x = torch.randn(start[:, :, None].shape, generator=gen)
-        for i, t in enumerate(spec.TIMESTEPS):
+        for i, t in enumerate(spec.STEP_TIMESTEPS):
             sigma = t / 1000
             x0 = x - sigma * model(x.to(dtype), torch.full((b,), t), emb, mask, state=state, action=action).float()
-            if i + 1 < len(spec.TIMESTEPS):
-                next_sigma = spec.TIMESTEPS[i + 1] / 1000
+            if i + 1 < len(spec.STEP_TIMESTEPS):
+                next_sigma = spec.STEP_TIMESTEPS[i + 1] / 1000
                 x = (1 - next_sigma) * x0 + next_sigma * torch.randn(x0.shape, generator=gen)
         model.append_state(state, x0.to(dtype), emb, mask, action=action)
         pixels = ae.decode(x0[:, :, 0] / scale).clamp(-1, 1)
@@ -177,8 +177,9 @@ runs with no download.
 - text encoder: 1-layer Gemma-2 over the captions "a walk through a <brick|stone|wood|metal> maze",
   {text:.2f} M parameters, trained jointly with the transformer.
 
-Stepping (world.json): one denoising step per action from t = 1000 (the conditional-mean prediction), then the
-t = 0 pass that appends the frame to the history; the start frame is encoded as one history frame.
+Stepping (world.json): two denoising passes per action, at t = 1000 and t = 500 (re-noised in between, LongSANA
+style), then the t = 0 pass that appends the frame to the history; the start frame is encoded as one history
+frame.
 
 Data: rollouts of random and exploring policies in worlds with seeds below 1,000,000; worlds from seed 1,000,000
 on are held out. Each frame is paired with the action that produced it.
