@@ -37,7 +37,7 @@ def test_demo_stream_is_deterministic_and_constant_size(pipe):
     assert all(np.array_equal(x, next(b)) for x in frames)
 
 
-@pytest.mark.xfail(strict=True, reason="demo model v0 (300 DiT steps) does not follow prompts yet; issue 5 is "
+@pytest.mark.xfail(strict=True, reason="demo model v1 (2000 DiT steps) follows background kinds but not colours; issue 5 is "
                    "open. strict: once a retrained model passes, this marker must go")
 def test_demo_stream_follows_the_prompt(pipe):
     # The background colour dominates the picture: streams asked for different backgrounds must differ in

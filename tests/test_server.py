@@ -36,7 +36,7 @@ from sana_client import SanaClient, ServerError  # noqa: E402
 
 TOKEN = "test-token-1234"
 PROMPT = "a red circle moving right on a blue background"
-OTHER_PROMPT = "a white square moving up on a purple background"
+OTHER_PROMPT = "a white square moving up on a sky over green ground"  # another background kind: the v1 demo model follows kinds, not colours
 START_TIMEOUT = 600  # model load on a busy CI machine
 
 
