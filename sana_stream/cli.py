@@ -289,6 +289,18 @@ def _add_streaming(commands: argparse._SubParsersAction) -> None:
                          help="cpu (default), cuda or cuda:N")
 
 
+def _add_training_arguments(train: argparse.ArgumentParser, d, installs_into: str) -> None:
+    """The options train-demo and train-world share; d holds the defaults (a TrainConfig)."""
+    train.add_argument("--work", default=d.work, metavar="DIR", help=f"checkpoints and data (default {d.work})")
+    train.add_argument("--seed", type=int, default=d.seed, help=f"seed (default {d.seed})")
+    train.add_argument("--ae-steps", type=_positive, default=d.ae_steps, help=f"autoencoder steps (default {d.ae_steps})")
+    train.add_argument("--clips", type=_positive, default=d.clips, help=f"training clips encoded (default {d.clips})")
+    train.add_argument("--dit-steps", type=_positive, default=d.dit_steps,
+                       help=f"transformer steps (default {d.dit_steps})")
+    train.add_argument("--device", default=d.device, help="cpu (default) or cuda")
+    train.add_argument("--install", action="store_true", help=f"copy the trained model into {installs_into}")
+
+
 def _add_train_demo(commands: argparse._SubParsersAction) -> None:
     from .demo.train import TrainConfig
 
@@ -299,14 +311,7 @@ def _add_train_demo(commands: argparse._SubParsersAction) -> None:
                     "procedural world, seeded. Each stage checkpoints into --work; running the command again "
                     "resumes where it stopped. --install copies the result into the package.")
     train.set_defaults(run=_train_demo)
-    train.add_argument("--work", default=d.work, metavar="DIR", help=f"checkpoints and data (default {d.work})")
-    train.add_argument("--seed", type=int, default=d.seed, help=f"seed (default {d.seed})")
-    train.add_argument("--ae-steps", type=_positive, default=d.ae_steps, help=f"autoencoder steps (default {d.ae_steps})")
-    train.add_argument("--clips", type=_positive, default=d.clips, help=f"training clips encoded (default {d.clips})")
-    train.add_argument("--dit-steps", type=_positive, default=d.dit_steps,
-                       help=f"transformer steps (default {d.dit_steps})")
-    train.add_argument("--device", default=d.device, help="cpu (default) or cuda")
-    train.add_argument("--install", action="store_true", help="copy the trained model into sana_stream/assets/demo")
+    _add_training_arguments(train, d, "sana_stream/assets/demo")
 
 
 def _train_world(args: argparse.Namespace) -> int:
@@ -331,14 +336,7 @@ def _add_train_world(commands: argparse._SubParsersAction) -> None:
                     "evaluate it on held-out worlds. Each stage checkpoints into --work; running the command again "
                     "resumes where it stopped. --install copies the result into the package.")
     train.set_defaults(run=_train_world)
-    train.add_argument("--work", default=d.work, metavar="DIR", help=f"checkpoints and data (default {d.work})")
-    train.add_argument("--seed", type=int, default=d.seed, help=f"seed (default {d.seed})")
-    train.add_argument("--ae-steps", type=_positive, default=d.ae_steps, help=f"autoencoder steps (default {d.ae_steps})")
-    train.add_argument("--clips", type=_positive, default=d.clips, help=f"training clips encoded (default {d.clips})")
-    train.add_argument("--dit-steps", type=_positive, default=d.dit_steps,
-                       help=f"transformer steps (default {d.dit_steps})")
-    train.add_argument("--device", default=d.device, help="cpu (default) or cuda")
-    train.add_argument("--install", action="store_true", help="copy the trained model into worldmodel/assets/world")
+    _add_training_arguments(train, d, "worldmodel/assets/world")
 
 
 def _serve(args: argparse.Namespace) -> int:
