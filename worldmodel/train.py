@@ -28,6 +28,7 @@ import torch
 
 from sana_stream.demo.train import TrainConfig, _load, _save, _to_model, export, train_autoencoder, train_transformer
 from sana_stream.model import SanaTransformer
+from sana_stream.sampling import make_sampler
 from sana_stream.text import TextEncoder
 from sana_stream.vae.dc_ae import DCAE
 
@@ -134,6 +135,7 @@ def evaluate(ae: DCAE, scale: float, model: SanaTransformer, text: TextEncoder, 
     emb, mask = text.embed([r[2] for r in runs], "", spec.TEXT_LENGTH)
     emb = emb.to(dtype)
     gen = torch.Generator().manual_seed(seed)
+    sampler = make_sampler("longsana", timesteps=spec.STEP_TIMESTEPS)  # the stepping the SDK does
     state = model.new_state(b, window=spec.WINDOW)
     start = ae.encode(_to_model(truth[:, 0]).contiguous(memory_format=torch.channels_last)) * scale
     model.append_state(state, start[:, :, None].to(dtype), emb, mask, action=torch.zeros(b, 1, actions.shape[-1]))
@@ -141,14 +143,11 @@ def evaluate(ae: DCAE, scale: float, model: SanaTransformer, text: TextEncoder, 
     for step in range(1, horizon + 1):
         action = actions[:, step : step + 1]
         x = torch.randn(start[:, :, None].shape, generator=gen)
-        for i, t in enumerate(spec.STEP_TIMESTEPS):
-            sigma = t / 1000
-            x0 = x - sigma * model(x.to(dtype), torch.full((b,), t), emb, mask, state=state, action=action).float()
-            if i + 1 < len(spec.STEP_TIMESTEPS):
-                next_sigma = spec.STEP_TIMESTEPS[i + 1] / 1000
-                x = (1 - next_sigma) * x0 + next_sigma * torch.randn(x0.shape, generator=gen)
-        model.append_state(state, x0.to(dtype), emb, mask, action=action)
-        pixels = ae.decode(x0[:, :, 0] / scale).clamp(-1, 1)
+        for i, t in enumerate(sampler.timesteps):
+            v = model(x.to(dtype), t.expand(b), emb, mask, state=state, action=action)
+            x = sampler.step(v, i, x, generator=gen)
+        model.append_state(state, x.to(dtype), emb, mask, action=action)
+        pixels = ae.decode(x[:, :, 0] / scale).clamp(-1, 1)
         predicted.append(((pixels.permute(0, 2, 3, 1) + 1) * 127.5).round().byte().numpy())
     recon = ((ae.decode(start / scale).clamp(-1, 1).permute(0, 2, 3, 1) + 1) * 127.5).round().byte().numpy()
     results = {"autoencoder_psnr": _psnr(recon, truth[:, 0])}
