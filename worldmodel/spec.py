@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sana_stream.demo import spec as demo
+
 from .actions import ACTION_DIM, KEYS
 from .sim.simulator import FRAME_SIZE
 from .sim.textures import THEMES
@@ -49,14 +51,9 @@ AUTOENCODER: dict[str, Any] = dict(
     decoder_norm_types="rms_norm", decoder_act_fns="silu", scaling_factor=1.0,  # set from data after training
 )
 
-TRANSFORMER: dict[str, Any] = dict(
-    _class_name="SanaVideoTransformer3DModel",
-    in_channels=LATENT_CHANNELS, out_channels=LATENT_CHANNELS, num_attention_heads=6, attention_head_dim=32,
-    num_layers=4, num_cross_attention_heads=6, cross_attention_head_dim=32, cross_attention_dim=192,
-    caption_channels=TEXT_HIDDEN, mlp_ratio=2.5, attention_bias=False, sample_size=SIZE // 8,
-    patch_size=[1, 2, 2], norm_elementwise_affine=False, norm_eps=1e-6, qk_norm="rms_norm_across_heads",
-    rope_max_seq_len=1024, action_dim=ACTION_DIM,
-)
+# The demo model's transformer, with 2×2 patches (16 tokens a frame), this text width, and actions.
+TRANSFORMER: dict[str, Any] = dict(demo.TRANSFORMER, caption_channels=TEXT_HIDDEN, sample_size=SIZE // 8,
+                                   patch_size=[1, 2, 2], action_dim=ACTION_DIM)
 
 TEXT_ENCODER: dict[str, Any] = dict(
     hidden_size=TEXT_HIDDEN, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
@@ -71,11 +68,7 @@ GENERATE = dict(sampler="flow_euler", num_inference_steps=4, guidance_scale=1.0,
 
 
 def build_text_model(vocab_size: int, seed: int):
-    import torch
-    from transformers import Gemma2Config, Gemma2Model
-
-    torch.manual_seed(seed)
-    return Gemma2Model(Gemma2Config(vocab_size=vocab_size, **TEXT_ENCODER))
+    return demo.build_text_model(vocab_size, seed, TEXT_ENCODER)
 
 
 def world_json() -> dict[str, Any]:

@@ -70,9 +70,10 @@ def build_tokenizer(words: list[str]):
                                    unk_token="<unk>", padding_side="right")
 
 
-def build_text_model(vocab_size: int, seed: int):
+def build_text_model(vocab_size: int, seed: int, config: dict[str, Any] = TEXT_ENCODER):
+    """A freshly initialised Gemma-2 text encoder of `config`'s size (the demo's by default), seeded."""
     import torch
     from transformers import Gemma2Config, Gemma2Model
 
     torch.manual_seed(seed)
-    return Gemma2Model(Gemma2Config(vocab_size=vocab_size, **TEXT_ENCODER))
+    return Gemma2Model(Gemma2Config(vocab_size=vocab_size, **config))
