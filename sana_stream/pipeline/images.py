@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -13,35 +14,51 @@ from PIL import Image
 MAX_IMAGE_PIXELS = 4096 * 4096
 
 
-def load_image(image: Any) -> Image.Image:
-    """An RGB PIL image from a path, a PIL image, or a uint8 (H, W, 3|4) / (H, W) array."""
+def load_image(image: Any, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+    """An RGB PIL image from a path, encoded file bytes (an upload), a PIL image, or a uint8 (H, W, 3|4) /
+    (H, W) array; more than `max_pixels` pixels is refused, for files before the pixels are decoded."""
     if isinstance(image, (str, Path)):
         path = Path(image)
         if not path.is_file():
             raise ValueError(f"image file not found: {path}")
-        try:
-            with Image.open(path) as img:
-                _check_pixels(img.size)
-                img.load()
-                return img.convert("RGB")
-        except (OSError, Image.DecompressionBombError) as err:
-            raise ValueError(f"cannot read image {path.name}: {err}") from None
+        return _decode(path, path.name, max_pixels)
+    if isinstance(image, bytes):
+        return _decode(io.BytesIO(image), "data", max_pixels)
     if isinstance(image, Image.Image):
-        _check_pixels(image.size)
+        _check_pixels(image.size, max_pixels)
         return image.convert("RGB")
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
             raise ValueError(f"image arrays must be uint8 (H, W), (H, W, 3) or (H, W, 4); got {image.dtype} "
                              f"{image.shape}")
-        _check_pixels((image.shape[1], image.shape[0]))
+        _check_pixels((image.shape[1], image.shape[0]), max_pixels)
         return Image.fromarray(image).convert("RGB")
-    raise ValueError(f"image must be a path, a PIL image or a uint8 array, got {type(image).__name__}")
+    raise ValueError(f"image must be a path, file bytes, a PIL image or a uint8 array, got {type(image).__name__}")
 
 
-def _check_pixels(size: tuple[int, int]) -> None:
+# What Pillow raises on a file it cannot decode (truncated, corrupt, not an image, a decompression bomb).
+_UNREADABLE = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
+def _decode(source: Path | io.BytesIO, name: str, max_pixels: int) -> Image.Image:
+    """The header is read first: the pixel count is checked before any pixel is decoded."""
+    try:
+        img = Image.open(source)
+    except _UNREADABLE as err:
+        raise ValueError(f"cannot read image {name}: {str(err)[:120]}") from None
+    with img:
+        _check_pixels(img.size, max_pixels)
+        try:
+            img.load()
+        except _UNREADABLE as err:
+            raise ValueError(f"cannot read image {name}: {str(err)[:120]}") from None
+        return img.convert("RGB")
+
+
+def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:
     width, height = size
-    if width < 1 or height < 1 or width * height > MAX_IMAGE_PIXELS:
-        raise ValueError(f"image of {width}×{height} pixels is outside 1..{MAX_IMAGE_PIXELS} pixels")
+    if width < 1 or height < 1 or width * height > max_pixels:
+        raise ValueError(f"image of {width}×{height} pixels is outside 1..{max_pixels} pixels")
 
 
 def to_model_image(image: Any, height: int, width: int) -> torch.Tensor:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import json
 import re
 from dataclasses import dataclass
@@ -19,6 +18,8 @@ from typing import Any, Callable
 
 import msgpack
 from PIL import Image
+
+from ..pipeline.images import load_image
 
 MAX_MESSAGE_BYTES = 8 * 2**20  # the WebSocket frame cap: room for an image upload, base64-inflated
 MAX_CONTROL_BYTES = 64 * 2**10  # everything but an image upload is small
@@ -191,16 +192,9 @@ def parse_message(frame: str | bytes) -> Message:
 def decode_image(data: bytes) -> Image.Image:
     """An RGB image from uploaded file bytes; the pixel count is checked before the pixels are decoded."""
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            width, height = img.size
-            if width < 1 or height < 1 or width * height > MAX_IMAGE_PIXELS:
-                raise ProtocolError(f"image of {width}×{height} pixels is outside 1..{MAX_IMAGE_PIXELS} pixels")
-            img.load()
-            return img.convert("RGB")
-    except ProtocolError:
-        raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        raise ProtocolError(f"cannot read the image: {str(err)[:120]}") from None
+        return load_image(data, max_pixels=MAX_IMAGE_PIXELS)
+    except ValueError as err:
+        raise ProtocolError(str(err)) from None
 
 
 def encode(kind: str, **fields: Any) -> str:
