@@ -30,7 +30,7 @@ def frames_per_chunk(c):
 def reference_frames(pipe, prompt, seed, chunks):
     """Chunk-causal generation of chunks·K latent frames with the stream's noise draws, decoded in one go."""
     model, vae = pipe.transformer, pipe.vae
-    emb, mask = pipe._encode_text(prompt, None, None, 1.0)
+    emb, mask = pipe.encode_prompt(prompt)
     gen = torch.Generator().manual_seed(seed)
     history = None
     with torch.inference_mode():
@@ -97,7 +97,7 @@ def test_transition_blends_embeddings(pipe):
     take(stream, 1)
     day = stream._text.emb.clone()
     stream.set_prompt("night")
-    night, _ = pipe._encode_text("night", None, None, 1.0)
+    night, _ = pipe.encode_prompt("night")
     take(stream, frames_per_chunk(0))  # generates chunk 1: halfway
     assert torch.allclose(stream._text.emb.float(), (day.float() + night.float()) / 2, atol=1e-6)
     take(stream, frames_per_chunk(1))  # chunk 2: arrived

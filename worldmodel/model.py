@@ -280,7 +280,7 @@ class WorldModel:
         seed = seed if seed is not None else int(torch.seed() % 2**63)
 
         pipe, model, b = self.pipeline, self.pipeline.transformer, self.batch_size
-        encoded = {p: pipe._encode_text(p, None, None, 1.0) for p in set(prompts)}  # once per distinct text
+        encoded = {p: pipe.encode_prompt(p) for p in set(prompts)}  # once per distinct text
         text = (torch.cat([encoded[p][0] for p in prompts]), torch.cat([encoded[p][1] for p in prompts]))
         generator = torch.Generator().manual_seed(seed)
         run = _Run(model.new_state(b, window=self.config.window), pipe.vae.new_decode_state(), generator,

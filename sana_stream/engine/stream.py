@@ -217,7 +217,8 @@ class Stream:
 
     def _encode(self, prompt: str) -> "_Conditioning":
         o = self.options
-        emb, mask = self.pipe._encode_text(prompt, o.negative_prompt, o.motion_score, o.guidance_scale)
+        emb, mask = self.pipe.encode_prompt(prompt, negative_prompt=o.negative_prompt, motion_score=o.motion_score,
+                                            guidance_scale=o.guidance_scale)
         return _Conditioning(emb, mask)
 
     def _start(self, seed: int | None, image: Any) -> None:

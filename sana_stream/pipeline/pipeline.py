@@ -164,7 +164,8 @@ class Pipeline:
             latents = torch.randn(shape, generator=generator)
         elif tuple(latents.shape) != shape:
             raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
-        text = self._encode_text(prompt, negative_prompt, motion_score, guidance)
+        text = self.encode_prompt(prompt, negative_prompt=negative_prompt, motion_score=motion_score,
+                                  guidance_scale=guidance)
         condition = self._condition_frames(image, height, width) if image is not None else None
         latents = self._denoise(latents.float().to(self.transformer.device), text, steps, guidance, generator,
                                 condition)
@@ -217,7 +218,10 @@ class Pipeline:
             raise ValueError(f"num_frames must be 1 + {tf}·k (e.g. 1, {1 + tf}, 81), got {frames!r}")
         return (1, channels, (frames - 1) // tf + 1, height // sf, width // sf)
 
-    def _encode_text(self, prompt, negative_prompt, motion_score, guidance):
+    def encode_prompt(self, prompt: str, *, negative_prompt: str | None = None, motion_score: int | None = None,
+                      guidance_scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Text conditioning (embeddings in the transformer's dtype, mask) with this model's instruction and
+        length; two rows (negative, positive) when guidance_scale asks for CFG. None: the family's default."""
         d = self.defaults
         score = d.motion_score if motion_score is None else motion_score
         negative = d.negative_prompt if negative_prompt is None else negative_prompt
@@ -225,7 +229,7 @@ class Pipeline:
             prompt, negative, instruction=d.instruction, motion_score=score, max_sequence_length=d.text_length
         )
         dtype = self.transformer.dtype
-        if self._uses_cfg(guidance):
+        if self._uses_cfg(guidance_scale):
             return torch.cat([neg, emb]).to(dtype), torch.cat([neg_mask, mask])
         return emb.to(dtype), mask
 
