@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from ..engine.source import AsyncFrameSource
 from ..engine.stream import Frame
@@ -69,6 +69,19 @@ class _QueuedSource:
     async def close(self) -> None:
         await self._source.close()
 
+    def edit(self, ticket: Any, kind: str, fields: dict[str, Any]) -> None:
+        self._tracked.edit(ticket, self._change(kind, fields))
+
+    def _change(self, kind: str, fields: dict[str, Any]) -> Callable[[], None]:
+        """The call that applies a validated edit, run by the generation thread at the next chunk boundary;
+        ProtocolError at once for an edit this source does not take. Subclasses add their own kinds."""
+        stream = self._stream
+        if kind == "image":
+            return lambda: stream.set_image(fields["data"])
+        if kind == "reset":
+            return lambda: stream.reset(fields["seed"])
+        raise ProtocolError(f"{kind} is not an edit")
+
 
 class VideoSource(_QueuedSource):
     """Text- (or image-) prompted video from the streaming engine."""
@@ -83,20 +96,13 @@ class VideoSource(_QueuedSource):
         # Encoding the first prompt runs the text encoder: kept off the event loop.
         return await asyncio.get_running_loop().run_in_executor(None, cls, pipe, prompt, seed, generation_lock)
 
-    def edit(self, ticket: Any, kind: str, fields: dict[str, Any]) -> None:
-        stream = self._stream
+    def _change(self, kind: str, fields: dict[str, Any]) -> Callable[[], None]:
         if kind == "prompt":
-            self._tracked.edit(ticket, lambda: stream.set_prompt(fields["text"],
-                                                                 transition_chunks=fields["transition"]))
-        elif kind == "image":
-            self._tracked.edit(ticket, lambda: stream.set_image(fields["data"]))
-        elif kind == "reset":
-            self._tracked.edit(ticket, lambda: stream.reset(fields["seed"]))
-        elif kind == "action":
+            return lambda: self._stream.set_prompt(fields["text"], transition_chunks=fields["transition"])
+        if kind == "action":
             raise ProtocolError("actions need a world-mode session; this one plays video (offer with "
                                 "\"mode\": \"world\")")
-        else:
-            raise ProtocolError(f"{kind} is not an edit")
+        return super()._change(kind, fields)
 
 
 class WorldSource(_QueuedSource):
@@ -108,15 +114,9 @@ class WorldSource(_QueuedSource):
         stream = WorldStream(world.sibling(1), prompt or None, seed)
         super().__init__(stream, stream.fps, generation_lock)
 
-    def edit(self, ticket: Any, kind: str, fields: dict[str, Any]) -> None:
-        stream = self._stream
+    def _change(self, kind: str, fields: dict[str, Any]) -> Callable[[], None]:
         if kind == "action":
-            self._tracked.edit(ticket, lambda: stream.set_keys(fields["keys"]))
-        elif kind == "prompt":
-            self._tracked.edit(ticket, lambda: stream.set_prompt(fields["text"]))
-        elif kind == "image":
-            self._tracked.edit(ticket, lambda: stream.set_image(fields["data"]))
-        elif kind == "reset":
-            self._tracked.edit(ticket, lambda: stream.reset(fields["seed"]))
-        else:
-            raise ProtocolError(f"{kind} is not an edit")
+            return lambda: self._stream.set_keys(fields["keys"])
+        if kind == "prompt":
+            return lambda: self._stream.set_prompt(fields["text"])
+        return super()._change(kind, fields)
