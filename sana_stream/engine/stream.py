@@ -31,11 +31,12 @@ class Frame(np.ndarray):
     index: int
     time: float
 
-
-def _frame(pixels: np.ndarray, index: int, fps: float) -> Frame:
-    frame = pixels.view(Frame)
-    frame.index, frame.time = index, index / fps
-    return frame
+    @classmethod
+    def at(cls, pixels: np.ndarray, index: int, fps: float) -> "Frame":
+        """`pixels` as the stream's frame number `index`, presented at index / fps seconds."""
+        frame = pixels.view(cls)
+        frame.index, frame.time = index, index / fps
+        return frame
 
 
 @dataclass
@@ -206,7 +207,7 @@ class Stream:
         frames = (pixels[0].float() / 2 + 0.5).clamp(0, 1).permute(1, 2, 3, 0).mul(255).round().to(torch.uint8)
         frames = frames.cpu().numpy()
         t3 = time.perf_counter()
-        out = [_frame(f, self._next_index + i, self.options.fps) for i, f in enumerate(frames)]
+        out = [Frame.at(f, self._next_index + i, self.options.fps) for i, f in enumerate(frames)]
         self._next_index += len(out)
         timings.update(generate=1e3 * (t1 - t0) - timings["recache"], append=1e3 * (t2 - t1),
                        decode=1e3 * (t3 - t2))

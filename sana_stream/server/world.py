@@ -24,15 +24,6 @@ from .log import log_event
 _ON_SCREEN = object()  # restart from the frame last made
 
 
-def _frames(pixels: np.ndarray, first: int, fps: float) -> list[Frame]:
-    out = []
-    for i, picture in enumerate(pixels):
-        frame = np.ascontiguousarray(picture).view(Frame)
-        frame.index, frame.time = first + i, (first + i) / fps
-        out.append(frame)
-    return out
-
-
 class WorldStream:
     """One world (a WorldModel sibling) as an endless chunk source steered by keys."""
 
@@ -89,7 +80,8 @@ class WorldStream:
             self.seed = obs.info.get("seed", restart["seed"])
         else:
             obs = self.world.step(keys)
-        frames = _frames(obs.frames, self._next_index, self.fps)
+        first = self._next_index
+        frames = [Frame.at(np.ascontiguousarray(p), first + i, self.fps) for i, p in enumerate(obs.frames)]
         self._next_index += len(frames)
         self._last = np.asarray(frames[-1])
         seconds = time.perf_counter() - start
