@@ -5,6 +5,9 @@ against the engine generating alone in one process; and a soak run for memory gr
     python benchmarks/server.py --sessions 1 --seconds 5          # a quick look
     python benchmarks/server.py --soak 10              # soak: 2 sessions for 10 minutes (prompt change every 30 s)
 
+Then one world-mode session (the embedded world model) measures action-to-photon: key edges sent -> the first
+frame made under them decoded at the client.
+
 Everything runs on this machine: the real `sana-stream serve` in a child process (embedded demo model, VP8),
 headless aiortc clients (clients/python) in this one, which decode every frame. On a 2-core CPU the clients'
 decoding and the server's encoding take cores from generation, so frames/s here are lower than the engine's.
@@ -52,11 +55,11 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 class Server:
     """`sana-stream serve` on a free port, logs to a file."""
 
-    def __init__(self, max_sessions: int):
+    def __init__(self, max_sessions: int, world: bool = False):
         self.log = tempfile.NamedTemporaryFile("w+", prefix="sana-bench-", suffix=".log")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sana_stream.cli", "serve", "--port", "0", "--max-sessions", str(max_sessions),
-             "--codec", "vp8", "--no-world", "--quiet"], stdout=subprocess.PIPE, stderr=self.log, text=True, cwd=ROOT)
+             "--codec", "vp8", *([] if world else ["--no-world"]), "--quiet"], stdout=subprocess.PIPE, stderr=self.log, text=True, cwd=ROOT)
         lines: list[str] = []
         reader = threading.Thread(target=lambda: lines.append(self.proc.stdout.readline()), daemon=True)
         reader.start()
@@ -126,6 +129,22 @@ async def measure(server: Server, sessions: int, seconds: float) -> dict[str, fl
         await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
 
 
+async def action_to_photon(server: Server, presses: int) -> dict[str, float]:
+    """One world-mode session: hold w, then release, `presses` times; action sent -> first frame made under it."""
+    client = SanaClient(server.ws, seed=0, mode="world")
+    try:
+        await client.connect()
+        await client.wait_frames(8, timeout=300)
+        latencies = []
+        for i in range(presses):
+            shown = await client.act("w" if i % 2 == 0 else "none", timeout=300)
+            latencies.append(shown.latency_s)
+            await asyncio.sleep(0.5)
+        return {"first": client.stats.first_frame_s, "action": statistics.median(latencies)}
+    finally:
+        await client.close()
+
+
 async def soak(server: Server, minutes: float) -> None:
     clients = [SanaClient(server.ws, prompt=PROMPTS[0], seed=i) for i in range(2)]
     await asyncio.gather(*(c.connect() for c in clients))
@@ -152,6 +171,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sessions", default="1,2,4", help="concurrent session counts (default 1,2,4)")
     parser.add_argument("--seconds", type=float, default=20.0, help="measurement window per point (default 20)")
+    parser.add_argument("--presses", type=int, default=10,
+                        help="world-mode key presses for action-to-photon (default 10; 0 skips it)")
     parser.add_argument("--soak", type=float, nargs="?", const=10.0, metavar="MINUTES",
                         help="soak mode: 2 sessions for MINUTES (default 10) instead of the table")
     args = parser.parse_args()
@@ -171,6 +192,13 @@ def main() -> None:
         rows = [(n, asyncio.run(measure(server, n, args.seconds))) for n in points]
     finally:
         server.stop()
+    world = None
+    if args.presses:
+        server = Server(max_sessions=1, world=True)
+        try:
+            world = asyncio.run(action_to_photon(server, args.presses))
+        finally:
+            server.stop()
     print(f"\nbaseline 'direct' (pipe.stream, no server): {baseline:.1f} frames/s; load average "
           f"{os.getloadavg()[0]:.1f}")
     print(f"{'sessions':>8} {'first frame':>12} {'prompt→photon':>14} {'fps/session':>12} {'vs direct':>10} "
@@ -178,6 +206,9 @@ def main() -> None:
     for n, r in rows:
         print(f"{n:8d} {1e3 * r['first']:10.0f} ms {1e3 * r['edit']:11.0f} ms {r['fps']:12.1f} "
               f"{n * r['fps'] / baseline:10.2f} {r['cpu']:11.2f}")
+    if world:
+        print(f"world mode, 1 session: first frame {1e3 * world['first']:.0f} ms, action→photon (median of "
+              f"{args.presses} key edges) {1e3 * world['action']:.0f} ms")
 
 
 if __name__ == "__main__":

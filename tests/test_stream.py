@@ -142,6 +142,42 @@ def test_cfg_and_window_streams_run(pipe):
     assert stream.stats["chunks"] == 5  # 30 frames = 5 + 8 + 8 + 8 + 1
 
 
+def test_streams_batched_together_get_their_own_frames(pipe):
+    # Streams at different places (one a chunk ahead, one with CFG, one restarting from an image, one switching
+    # prompt) run their chunks through next_chunks together; each must get what it gets alone.
+    def make():
+        streams = [pipe.stream("a red ball", seed=1, height=32, width=32, chunk_frames=K),
+                   pipe.stream("blue sea", seed=2, height=32, width=32, chunk_frames=K, window=2),
+                   pipe.stream("fire", seed=3, height=32, width=32, chunk_frames=K, guidance_scale=3.0,
+                               negative_prompt="blur"),
+                   pipe.stream("a wall", seed=4, height=32, width=32, chunk_frames=K),
+                   pipe.stream("green hills", seed=5, height=32, width=32, chunk_frames=K, guidance_scale=2.0)]
+        streams[0].next_chunk()
+        return streams
+
+    image = np.zeros((32, 32, 3), np.uint8)
+    image[:, 16:] = (20, 200, 40)
+    alone, together = make(), make()
+    batches = []
+    for rnd in range(3):
+        if rnd == 1:
+            for streams in (alone, together):
+                streams[3].reset(seed=7)  # an image restart alone would draw a fresh random seed
+                streams[3].set_image(image)
+                streams[1].set_prompt("grey sky")
+        want = [s.next_chunk() for s in alone]
+        got = ss.engine.next_chunks(together)
+        for w, g in zip(want, got):
+            assert [f.index for f in w] == [f.index for f in g]
+            assert np.abs(np.stack(w).astype(int) - np.stack(g).astype(int)).max() <= 1
+        batches.append([s.stats["batch"] for s in together])
+    # Equal shapes and settings share passes (streams 0, 1, 3: one text row each; 2, 4: CFG rows); the chunk
+    # that restarts from an image runs alone.
+    assert batches == [[3, 3, 2, 3, 2], [2, 2, 2, 1, 2], [3, 3, 2, 3, 2]]
+    with pytest.raises(ValueError, match="one chunk at a time"):
+        ss.engine.next_chunks([together[0], together[0]])
+
+
 def test_constant_state_memory_and_work(pipe):
     import resource
 

@@ -289,6 +289,41 @@ def test_replacing_the_newest_chunk_is_exact(video, window):
         video.append_state(video.new_state(1), chunks[0], new_text, new_mask, replace_last=True)
 
 
+@pytest.mark.parametrize("window", [None, 2])
+def test_state_batch_runs_streams_at_different_places_in_one_pass(video, window):
+    # Three streams: empty, one chunk in, three chunks in (past the window). Batched, each row must match the
+    # stream run alone — its own RoPE frame offset, window ring and history — and each state must get back
+    # exactly its own rows when the chunk is appended, including a re-run of the newest chunk.
+    x, text, mask = video_inputs(batch=3, frames=8)
+    chunks = x.split(2, dim=2)
+    t = torch.tensor([800.0, 800.0, 800.0])
+    with torch.no_grad():
+        alone, batched = [], []
+        for row, history in enumerate((0, 1, 3)):
+            for states in (alone, batched):
+                state = video.new_state(1, window=window)
+                for c in chunks[:history]:
+                    video.append_state(state, c[row:row + 1], text[row:row + 1], mask[row:row + 1])
+                states.append(state)
+        batch = ss.model.StateBatch(batched)
+        assert batch.frame_start() == [0, 2, 6]
+        together = video(chunks[3], t, text, mask, state=batch)
+        apart = torch.cat([video(chunks[3][i:i + 1], t[:1], text[i:i + 1], mask[i:i + 1], state=s)
+                           for i, s in enumerate(alone)])
+        assert max_err(together, apart) <= TOL
+        video.append_state(batch, chunks[3], text, mask)
+        video.append_state(batch, chunks[3].flip(0), text, mask, replace_last=True)
+        for i, s in enumerate(alone):
+            video.append_state(s, chunks[3][i:i + 1], text[i:i + 1], mask[i:i + 1])
+            video.append_state(s, chunks[3].flip(0)[i:i + 1], text[i:i + 1], mask[i:i + 1], replace_last=True)
+        for a, b in zip(alone, batched):
+            assert (a.frames, a.chunks) == (b.frames, b.chunks)
+            for ta, tb in zip(a._tensors(), b._tensors()):  # sums over many tokens: relative tolerance
+                assert max_err(ta, tb) <= TOL * max(1.0, tb.abs().max().item())
+        with pytest.raises(ValueError, match="batch size"):
+            video(chunks[3][:2], t[:2], text[:2], mask[:2], state=batch)
+
+
 def test_state_clone_is_independent(video):
     x, text, mask = video_inputs(batch=1, frames=2)
     with torch.no_grad():

@@ -306,7 +306,7 @@ class WorldModel:
         run = self._require_run()
         vectors = self._encode_batch(action, run.poses)  # every action validated before anything changes
         actions = self._actions(vectors, self.config.frames_per_step)
-        model, vae = self.pipeline.transformer, self.pipeline.vae
+        model = self.pipeline.transformer
         t0 = time.perf_counter()
         x = self._denoise(run, actions, self.config.frames_per_step)
         t1 = time.perf_counter()

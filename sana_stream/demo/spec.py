@@ -3,8 +3,8 @@ cores at 256×256 (DESIGN §3 shapes, our own numbers).
 
 - autoencoder: a DC-AE (AutoencoderDC config) with 32× spatial compression: a 256² frame is an 8×8×16 latent;
   narrow high-resolution stages, because small-channel convolutions dominate decode time on a CPU;
-- text encoder: a 2-layer Gemma-2 with a word-level tokenizer over the caption language, trained jointly with
-  the DiT and saved in transformers' folder format;
+- text encoder: a 2-layer Gemma-2 with a word-level tokenizer over the caption language, pretrained on the
+  captions (demo/text.py) and then frozen, as SANA freezes its Gemma; saved in transformers' folder format;
 - transformer: a SanaVideoTransformer3DModel config — ReLU linear attention with 3-D RoPE, Mix-FFN with the
   temporal conv, per-frame timesteps — 64 tokens per frame (patch 1).
 """

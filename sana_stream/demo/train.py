@@ -5,15 +5,17 @@ Stages (each checkpointed under the work folder; a rerun resumes where it stoppe
    decoding so the decoder tolerates the DiT's imperfect latents;
 2. latents: a fixed set of training clips (CLIP_CHUNKS chunks each) rendered and encoded once, and the
    scaling factor set so the DiT sees unit-variance latents;
-3. transformer + text encoder, jointly, chunk-causally: every chunk of a clip is either clean history (t = 0,
-   what the streaming state holds) or noised to its own level (diffusion forcing), with the levels drawn half
-   the time at the streaming sampler's timesteps so few-step sampling works; 10% empty captions for CFG;
-4. export: a diffusers-style pipeline folder (model_index.json, component folders, sana_stream.json with the
+3. text encoder: pretrained on the caption language (demo/text.py), then frozen;
+4. transformer, chunk-causally: every chunk of a clip is either clean history (t = 0, what the streaming state
+   holds) or noised to its own level (diffusion forcing), with the levels drawn half the time at the streaming
+   sampler's timesteps so few-step sampling works; 10% empty captions for CFG; latent pixels that stand out
+   from their frame (the objects) weigh more in the loss;
+5. export: a diffusers-style pipeline folder (model_index.json, component folders, sana_stream.json with the
    stream/generate defaults, a model card).
 
 The stages take the model's spec (sizes, stream settings, text encoder) as `model_spec`, the demo's by default,
-so other models of this family (the world model in worldmodel/train.py) train with the same code; the demo's
-own runs draw exactly the same random numbers as before.
+so other models of this family (the world model in worldmodel/train.py) train with the same code; the world
+model keeps the first recipe (text encoder trained jointly, no object weighting: text_steps=0, object_weight=0).
 """
 
 from __future__ import annotations
@@ -47,12 +49,16 @@ class TrainConfig:
     ae_steps: int = 2500
     ae_batch: int = 16
     ae_lr: float = 1e-3
-    clips: int = 4000
-    dit_steps: int = 2000
+    text_steps: int = 600  # 0: no text stage, the encoder trains jointly with the DiT instead (demo v1, world)
+    text_batch: int = 128
+    text_lr: float = 2e-3
+    clips: int = 6000
+    dit_steps: int = 2500
     dit_batch: int = 16
     dit_lr: float = 5e-4
     caption_dropout: float = 0.1
     clean_chunk_prob: float = 0.35
+    object_weight: float = 3.0  # extra loss weight on latent pixels that stand out from their frame (objects)
     checkpoint_every: int = 50
     device: str = "cpu"  # a GPU only makes it faster; the data is rendered on the CPU either way
 
@@ -187,36 +193,74 @@ def _sample_timesteps(rng: torch.Generator, batch: int, chunks: int, clean_prob:
     return torch.where(clean, torch.zeros_like(t), t)
 
 
+def _object_weight(x0: torch.Tensor, strength: float) -> torch.Tensor:
+    """(B, 1, T, h, w) loss weights, 1 + strength × each latent pixel's distance from its frame's median (per
+    channel, unit-variance latents): at 32× compression an object is 1–2 latent pixels, and with plain area
+    weighting the model learns to drop it (demo v1's objects faded out of the stream)."""
+    median = x0.flatten(3).median(dim=3).values[..., None, None]
+    distance = (x0 - median).norm(dim=1, keepdim=True) / math.sqrt(x0.shape[1])
+    return 1 + strength * distance.clamp(max=3.0)
+
+
+def _caption_table(text: TextEncoder, captions: list[str], length: int) -> tuple[dict[str, int], torch.Tensor,
+                                                                                 torch.Tensor]:
+    """A frozen encoder's states for every distinct caption and the empty one, computed once."""
+    distinct = ["", *sorted(set(captions) - {""})]
+    states, masks = [], []
+    with torch.no_grad():
+        for i in range(0, len(distinct), 256):
+            e, m = text.embed(distinct[i:i + 256], "", length)
+            states.append(e.float().cpu())
+            masks.append(m.cpu())
+    return {c: i for i, c in enumerate(distinct)}, torch.cat(states), torch.cat(masks)
+
+
+def _demo_caption(rng: np.random.Generator) -> str:
+    world = _world()
+    return world.caption(_scene(world, rng))
+
+
 def train_transformer(cfg: TrainConfig, work: Path, data: dict, model_spec: ModuleType = spec,
                       words: list[str] | None = None):
     """data: latents (N, frames, C, h, w), captions, scaling_factor and, for a world model (a config with
-    action_dim), actions (N, frames, action_dim), each frame's action. words: the caption vocabulary."""
+    action_dim), actions (N, frames, action_dim), each frame's action. words: the caption vocabulary.
+    With cfg.text_steps the text encoder is pretrained on the caption language first (demo/text.py) and frozen;
+    without, it trains jointly with the transformer."""
     if words is None:
         words = list(_world().VOCABULARY) + [",", "."]
     ckpt_path = work / "transformer.pt"
     tokenizer = spec.build_tokenizer(words)
     text_model = model_spec.build_text_model(len(tokenizer), cfg.seed)
     text = TextEncoder(tokenizer, text_model.to(cfg.device), cache_size=0)
+    latents, captions, scale = data["latents"], data["captions"], data["scaling_factor"]
+    frozen_text = cfg.text_steps > 0
+    if frozen_text:
+        from .text import pretrain_text_encoder
+
+        accuracy = pretrain_text_encoder(cfg, work, text, _demo_caption)
+        print(f"text encoder, held-out captions, facts read from the last token: min {min(accuracy.values()):.3f} "
+              f"({min(accuracy, key=accuracy.get)}), mean {np.mean(list(accuracy.values())):.3f}")
+        row_of, table, table_mask = _caption_table(text, captions, model_spec.TEXT_LENGTH)
     torch.manual_seed(cfg.seed)
     model = SanaTransformer(TransformerConfig.from_dict(model_spec.TRANSFORMER)).to(cfg.device)
     with torch.no_grad():  # start as the identity on the residual paths that are zero-initialised in Sana
         model.proj_out.weight.zero_()
         for block in model.transformer_blocks:
             block.ff.conv_temp.weight.zero_()
-    params = list(model.parameters()) + list(text_model.parameters())
+    params = list(model.parameters()) + ([] if frozen_text else list(text_model.parameters()))
     opt = torch.optim.AdamW(params, lr=cfg.dit_lr, weight_decay=0.01)
     start, ckpt = 0, _load(ckpt_path)
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
-        text_model.load_state_dict(ckpt["text"])
+        if not frozen_text:  # a frozen encoder's own checkpoint (the text stage's) is the one it trained against
+            text_model.load_state_dict(ckpt["text"])
         opt.load_state_dict(ckpt["optimizer"])
         start = ckpt["step"]
-    latents, captions, scale = data["latents"], data["captions"], data["scaling_factor"]
     actions = data.get("actions")
     k, chunks = model_spec.STREAM["chunk_frames"], model_spec.CLIP_CHUNKS
     gen = torch.Generator().manual_seed(cfg.seed * 7919 + start)
     model.train()
-    text_model.train()
+    text_model.train(not frozen_text)
     bar = _progress(cfg.dit_steps, start, "transformer")
     for step in range(start, cfg.dit_steps):
         idx = torch.randint(len(captions), (cfg.dit_batch,), generator=gen)
@@ -233,10 +277,16 @@ def train_transformer(cfg: TrainConfig, work: Path, data: dict, model_spec: Modu
         for group in opt.param_groups:
             group["lr"] = _cosine(step, cfg.dit_steps, cfg.dit_lr)
         with torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16):
-            emb, mask = text.embed(texts, "", model_spec.TEXT_LENGTH)
+            if frozen_text:
+                rows = torch.tensor([row_of[c] for c in texts])
+                emb, mask = table[rows].to(cfg.device), table_mask[rows].to(cfg.device)
+            else:
+                emb, mask = text.embed(texts, "", model_spec.TEXT_LENGTH)
             action = None if actions is None else actions[idx].float().to(cfg.device)
             pred = model(xt, t, emb.float(), mask, chunk_frames=k, action=action)
         weight = (sigma > 0).float().expand_as(pred)
+        if cfg.object_weight:
+            weight = weight * _object_weight(x0, cfg.object_weight)
         loss = ((pred.float() - (noise - x0)) ** 2 * weight).sum() / weight.sum().clamp_min(1)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -300,7 +350,8 @@ world's grammar. It exists so that a fresh install streams real, trained video w
 - autoencoder: AutoencoderDC config, 32× spatial compression, 256² frames → 8×8×16 latents,
   {autoencoder:.2f} M parameters, applied per frame;
 - text encoder: 2-layer Gemma-2 with a word-level tokenizer over the caption language, {text:.2f} M
-  parameters, trained jointly with the transformer.
+  parameters, pretrained on training-split captions (each word's identity at its position, the whole scene
+  read from the last token) and then frozen while the transformer trains.
 
 Data: procedurally rendered clips at 256×256, 16 fps; a documented set of colour×shape×motion triples
 (`sana_stream.data.HELDOUT_TRIPLES`) is never shown in training and is used to test generalisation.

@@ -1,6 +1,6 @@
 """The streaming engine: endless chunked generation at constant memory, with live edits."""
 
 from .source import AsyncFrameSource
-from .stream import DEFAULT_FPS, Frame, Stream, StreamOptions
+from .stream import DEFAULT_FPS, Frame, Stream, StreamOptions, next_chunks
 
-__all__ = ["AsyncFrameSource", "DEFAULT_FPS", "Frame", "Stream", "StreamOptions"]
+__all__ = ["AsyncFrameSource", "DEFAULT_FPS", "Frame", "Stream", "StreamOptions", "next_chunks"]

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..model.state import StateBatch
 from ..sampling import (
     LONGSANA_TIMESTEPS, classifier_free_guidance, frame_timesteps, hold_conditioning_frames, make_sampler,
 )
@@ -132,7 +133,7 @@ class Stream:
         self._last_frame: Frame | None = None
         self._created = time.perf_counter()
         self.stats: dict[str, Any] = {"frames": 0, "chunks": 0, "recaches": 0, "fps": 0.0, "state_bytes": 0,
-                                      "first_frame_ms": None, "last_chunk_ms": {}}
+                                      "first_frame_ms": None, "last_chunk_ms": {}, "batch": 1}
         self._text = self._encode(prompt)
         self.prompt = prompt
         self._start(seed, image)
@@ -191,28 +192,7 @@ class Stream:
     @torch.inference_mode()
     def next_chunk(self) -> list[Frame]:
         """Generate, append and decode one chunk; returns its frames (the iterator uses this too)."""
-        t0 = time.perf_counter()
-        timings = {"recache": 0.0}
-        self._apply_edits(timings)
-        emb, mask = self._text.next()
-        x = self._denoise(emb, mask)
-        t1 = time.perf_counter()
-        model = self.pipe.transformer
-        rows = emb.shape[0]
-        model.append_state(self._state, x.to(model.dtype).expand(rows, -1, -1, -1, -1), emb, mask)
-        self._last_latents, self._last_text = x, (emb, mask)
-        t2 = time.perf_counter()
-        vae = self.pipe.vae
-        pixels = vae.decode_chunk(vae.denormalize_latents(x), self._decode_state)
-        frames = (pixels[0].float() / 2 + 0.5).clamp(0, 1).permute(1, 2, 3, 0).mul(255).round().to(torch.uint8)
-        frames = frames.cpu().numpy()
-        t3 = time.perf_counter()
-        out = [Frame.at(f, self._next_index + i, self.options.fps) for i, f in enumerate(frames)]
-        self._next_index += len(out)
-        timings.update(generate=1e3 * (t1 - t0) - timings["recache"], append=1e3 * (t2 - t1),
-                       decode=1e3 * (t3 - t2))
-        self._record(len(out), t3 - t0, timings)
-        return out
+        return next_chunks([self])[0]
 
     # ----- internals ------------------------------------------------------------------------------------------
 
@@ -254,28 +234,25 @@ class Stream:
             timings["recache"] = 1e3 * (time.perf_counter() - start)
             self.stats["recaches"] += 1
 
-    def _denoise(self, emb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        model, o = self.pipe.transformer, self.options
-        sampler = make_sampler("longsana", timesteps=o.timesteps)
+    def _initial_noise(self) -> torch.Tensor:
+        o = self.options
         x = torch.randn((1, self._latent_shape[0], o.chunk_frames, *self._latent_shape[1:]),
-                        generator=self._generator).to(model.device)
-        cond_mask = None
-        if self._condition is not None:  # image-to-video: the first frame of the first chunk is the image
-            cond_mask = torch.zeros(1, o.chunk_frames, device=x.device)
-            cond_mask[:, 0] = 1
-            x = hold_conditioning_frames(x, self._condition, cond_mask)
-        rows = emb.shape[0]
-        for i in range(sampler.num_steps):
-            t = sampler.timesteps[i].to(x.device)
-            timestep = t.expand(rows) if cond_mask is None else frame_timesteps(t, cond_mask).expand(rows, -1)
-            v = model(x.to(model.dtype).expand(rows, -1, -1, -1, -1), timestep, emb, mask, state=self._state)
-            if rows == 2:
-                v = classifier_free_guidance(*v.chunk(2), o.guidance_scale)
-            x = sampler.step(v, i, x, generator=self._generator)
-            if cond_mask is not None:
-                x = hold_conditioning_frames(x, self._condition, cond_mask)
-        self._condition = None
-        return x
+                        generator=self._generator)
+        return x.to(self.pipe.transformer.device)
+
+    def _batch_key(self, emb: torch.Tensor) -> tuple | None:
+        """Streams with equal keys run their chunk in one batch; None: this chunk runs alone (an image being
+        held as its first frame needs per-frame timesteps of its own)."""
+        if self._condition is not None:
+            return None
+        o = self.options
+        return id(self.pipe), self._latent_shape, o.chunk_frames, tuple(o.timesteps), tuple(emb.shape)
+
+    def _sample_step(self, sampler: Any, i: int, v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """One sampler step on this stream's latents from its (rows, ...) velocities, CFG applied."""
+        if v.shape[0] == 2:
+            v = classifier_free_guidance(v[:1], v[1:], self.options.guidance_scale)
+        return sampler.step(v, i, x, generator=self._generator)
 
     def _record(self, frames: int, seconds: float, timings: dict[str, float]) -> None:
         s = self.stats
@@ -286,3 +263,85 @@ class Stream:
         s["fps"] = frames / seconds if seconds > 0 else float("inf")
         s["state_bytes"] = self._state.nbytes
         s["last_chunk_ms"] = {k: round(v, 2) for k, v in timings.items()}
+
+
+@dataclass
+class _Chunk:
+    """One stream's chunk in flight through next_chunks."""
+
+    stream: Stream
+    started: float
+    timings: dict[str, float]
+    emb: torch.Tensor
+    mask: torch.Tensor
+    x: torch.Tensor | None = None
+
+
+@torch.inference_mode()
+def next_chunks(streams: list[Stream]) -> list[list[Frame]]:
+    """One chunk for each stream, with the transformer passes of streams that fit together batched: what a
+    server with several viewers runs. Each stream keeps its own prompt, noise, history, decoder cache and
+    edits, and gets the frames it would get alone (up to the rounding of a batched matmul)."""
+    if len({id(s) for s in streams}) != len(streams):
+        raise ValueError("a stream can only make one chunk at a time")
+    chunks = []
+    for stream in streams:
+        started, timings = time.perf_counter(), {"recache": 0.0}
+        stream._apply_edits(timings)
+        chunks.append(_Chunk(stream, started, timings, *stream._text.next()))
+    groups: dict[Any, list[_Chunk]] = {}
+    for c in chunks:
+        key = c.stream._batch_key(c.emb)
+        groups.setdefault(key if key is not None else id(c), []).append(c)
+    for group in groups.values():
+        _generate_together(group)
+    return [_decode(c) for c in chunks]
+
+
+def _generate_together(group: list[_Chunk]) -> None:
+    """Denoise and append the group's chunks in shared transformer passes."""
+    t0 = time.perf_counter()
+    first = group[0].stream
+    model, o = first.pipe.transformer, first.options
+    sampler = make_sampler("longsana", timesteps=o.timesteps)
+    rows = group[0].emb.shape[0]  # 2 with CFG: (negative, positive) per stream
+    emb, mask = torch.cat([c.emb for c in group]), torch.cat([c.mask for c in group])
+    state = first._state if len(group) == 1 else StateBatch([c.stream._state for c in group])
+    x = torch.cat([c.stream._initial_noise() for c in group])
+    condition, cond_mask = first._condition, None
+    if condition is not None:  # image-to-video (always a group of one): the first frame is the image
+        cond_mask = torch.zeros(1, o.chunk_frames, device=x.device)
+        cond_mask[:, 0] = 1
+        x = hold_conditioning_frames(x, condition, cond_mask)
+    for i in range(sampler.num_steps):
+        t = sampler.timesteps[i].to(x.device)
+        timestep = t.expand(len(emb)) if cond_mask is None else frame_timesteps(t, cond_mask).expand(rows, -1)
+        v = model(x.to(model.dtype).repeat_interleave(rows, dim=0), timestep, emb, mask, state=state)
+        v = v.unflatten(0, (len(group), rows))
+        x = torch.cat([
+            c.stream._sample_step(sampler, i, v[j], x[j:j + 1]) for j, c in enumerate(group)])
+        if cond_mask is not None:
+            x = hold_conditioning_frames(x, condition, cond_mask)
+    first._condition = None
+    t1 = time.perf_counter()
+    model.append_state(state, x.to(model.dtype).repeat_interleave(rows, dim=0), emb, mask)
+    t2 = time.perf_counter()
+    for j, c in enumerate(group):
+        c.x = x[j:j + 1]
+        c.stream._last_latents, c.stream._last_text = c.x, (c.emb, c.mask)
+        c.timings.update(generate=1e3 * (t1 - t0), append=1e3 * (t2 - t1))
+        c.stream.stats["batch"] = len(group)
+
+
+def _decode(c: _Chunk) -> list[Frame]:
+    stream, vae = c.stream, c.stream.pipe.vae
+    t0 = time.perf_counter()
+    pixels = vae.decode_chunk(vae.denormalize_latents(c.x), stream._decode_state)
+    frames = (pixels[0].float() / 2 + 0.5).clamp(0, 1).permute(1, 2, 3, 0).mul(255).round().to(torch.uint8)
+    frames = frames.cpu().numpy()
+    t1 = time.perf_counter()
+    out = [Frame.at(f, stream._next_index + i, stream.options.fps) for i, f in enumerate(frames)]
+    stream._next_index += len(out)
+    c.timings["decode"] = 1e3 * (t1 - t0)
+    stream._record(len(out), t1 - c.started, c.timings)
+    return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -104,9 +105,14 @@ class Rope3D(nn.Module):
         self.dims, self.theta = (head_dim - 2 * hw, hw, hw), theta
 
     def forward(
-        self, frame_start: int, frames: int, height: int, width: int, device: torch.device | None = None
+        self, frame_start: int | Sequence[int], frames: int, height: int, width: int,
+        device: torch.device | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos, sin of shape (frames·height·width, 1, d/2) fp32 for token order (t, h, w)."""
+        """cos, sin of shape (frames·height·width, 1, d/2) fp32 for token order (t, h, w); with one frame_start
+        per batch row (streams at different places, batched), (B, frames·height·width, 1, d/2)."""
+        if not isinstance(frame_start, int):
+            rows = [self(start, frames, height, width, device) for start in frame_start]
+            return torch.stack([cos for cos, _ in rows]), torch.stack([sin for _, sin in rows])
 
         def angles_of(start: int, count: int, dim: int) -> torch.Tensor:
             inv = 1.0 / self.theta ** (torch.arange(0, dim, 2, dtype=torch.float64, device=device)[: dim // 2] / dim)
@@ -127,7 +133,8 @@ class Rope3D(nn.Module):
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate interleaved channel pairs (2i, 2i+1) of x (..., N, h, d) by the angles behind cos/sin (N, 1, d/2)."""
+    """Rotate interleaved channel pairs (2i, 2i+1) of x (..., N, h, d) by the angles behind cos/sin (N, 1, d/2),
+    or (B, N, 1, d/2) per batch row."""
     pairs = x.unflatten(-1, (-1, 2))
     even, odd = pairs[..., 0], pairs[..., 1]
     return torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1).flatten(-2)

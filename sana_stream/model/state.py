@@ -135,3 +135,62 @@ class StreamState:
         for name in ("_kv", "_z", "_total_kv", "_total_z", "_last", "_before"):
             setattr(other, name, [None if t is None else t.clone() for t in getattr(self, name)])
         return other
+
+    def frame_start(self, replace_newest: bool = False) -> int:
+        """The absolute RoPE frame index of the next chunk (or of the newest one, to re-run it)."""
+        return self.frames - (self.newest_frames if replace_newest else 0)
+
+
+class StateBatch:
+    """Several streams' states seen as one batch, so their chunks run in one forward pass.
+
+    Each stream keeps its own StreamState (its own place in time, window ring and history); the batch hands the
+    model their histories stacked along the batch axis and gives every stream back its own rows of the chunk it
+    appended. A stream with no history yet contributes zero sums and zero features, which is exactly what
+    having none means to the attention and to the temporal conv."""
+
+    def __init__(self, states: list[StreamState]):
+        if not states or not all(isinstance(s, StreamState) for s in states):
+            raise ValueError("a StateBatch needs one or more StreamStates")
+        if len({s.num_layers for s in states}) != 1:
+            raise ValueError("the states come from different models")
+        self.states = states
+        self.batch_size = sum(s.batch_size for s in states)
+
+    @property
+    def num_layers(self) -> int:
+        return self.states[0].num_layers
+
+    def frame_start(self, replace_newest: bool = False) -> list[int]:
+        """One RoPE frame index per batch row."""
+        return [s.frame_start(replace_newest) for s in self.states for _ in range(s.batch_size)]
+
+    def check_fits(self, batch_size: int, grid: tuple[int, int]) -> None:
+        if batch_size != self.batch_size:
+            raise ValueError(f"chunk batch size {batch_size} does not fit the states' {self.batch_size} rows")
+        for s in self.states:
+            s.check_fits(s.batch_size, grid)
+
+    def history(self, layer: int, exclude_newest: bool = False
+                ) -> tuple[AttentionSums | None, torch.Tensor | None]:
+        parts = [s.history(layer, exclude_newest) for s in self.states]
+        kv = self._stack([None if sums is None else sums[0] for sums, _ in parts])
+        z = self._stack([None if sums is None else sums[1] for sums, _ in parts])
+        return (None if kv is None else (kv, z)), self._stack([features for _, features in parts])
+
+    def _stack(self, rows: list[torch.Tensor | None]) -> torch.Tensor | None:
+        like = next((r for r in rows if r is not None), None)
+        if like is None:
+            return None
+        return torch.cat([r if r is not None else like.new_zeros((s.batch_size, *like.shape[1:]))
+                          for r, s in zip(rows, self.states)])
+
+    def append(self, records: list[BlockRecord], frames: int, grid: tuple[int, int],
+               replace_newest: bool = False) -> None:
+        start = 0
+        for s in self.states:
+            rows = slice(start, start + s.batch_size)
+            s.append([BlockRecord((r.sums[0][rows], r.sums[1][rows]),
+                                  None if r.last_features is None else r.last_features[rows]) for r in records],
+                     frames, grid, replace_newest)
+            start += s.batch_size

@@ -7,7 +7,8 @@ Attention modes (all in one code path, chosen by which chunks exist and what his
 - bidirectional: one chunk holding every frame;
 - chunk-causal (`chunk_frames=K`): bidirectional inside a chunk, causal across chunks; the first chunk takes
   the remainder T mod K;
-- streaming (`state=`): the input is one chunk that also sees the history held in a StreamState.
+- streaming (`state=`): the input is one chunk that also sees the history held in a StreamState (or, for
+  several streams in one pass, a StateBatch of theirs).
 
 World models (config.action_dim > 0) also take `action=` (B, T, action_dim), one vector per latent frame, added to
 the time embedding (model/actions.py); `action=None` there means the zero vector ("no action").
@@ -27,7 +28,7 @@ from .attention import AttentionSums, CrossAttention, LinearSelfAttention
 from .config import TransformerConfig
 from .embeddings import CaptionProjection, RMSNorm, Rope3D, TimeConditioning, sincos_2d
 from .ffn import MixFFN
-from .state import BlockRecord, StreamState
+from .state import BlockRecord, StateBatch, StreamState
 
 
 def chunk_bounds(frames: int, chunk_frames: int | None) -> list[tuple[int, int]]:
@@ -219,7 +220,7 @@ class SanaTransformer(nn.Module):
         *,
         chunk_frames: int | None = None,
         guidance: torch.Tensor | None = None,
-        state: StreamState | None = None,
+        state: StreamState | StateBatch | None = None,
         action: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Velocity prediction with x's shape. timestep: (B,) or per latent frame (B, T), diffusers scale.
@@ -239,7 +240,7 @@ class SanaTransformer(nn.Module):
     @torch.no_grad()
     def append_state(
         self,
-        state: StreamState,
+        state: StreamState | StateBatch,
         x_clean: torch.Tensor,
         encoder_hidden_states: torch.Tensor,
         encoder_attention_mask: torch.Tensor | None = None,
@@ -273,13 +274,13 @@ class SanaTransformer(nn.Module):
         if chunk_frames is not None and (not isinstance(chunk_frames, int) or chunk_frames < 1):
             raise ValueError(f"chunk_frames must be a positive int or None, got {chunk_frames!r}")
         if state is not None:
-            if not isinstance(state, StreamState) or state.num_layers != self.config.num_layers:
+            if not isinstance(state, (StreamState, StateBatch)) or state.num_layers != self.config.num_layers:
                 raise ValueError("state was not made by this model's new_state()")
             if chunk_frames is not None:
                 raise ValueError("pass either state= (one chunk after the history) or chunk_frames=, not both")
             state.check_fits(b, (h, w))
         frame_chunks = chunk_bounds(t, chunk_frames)
-        frame_start = 0 if state is None else state.frames - (state.newest_frames if replace_last else 0)
+        frame_start = 0 if state is None else state.frame_start(replace_last)
         rope = self.rope(frame_start, t, h, w, x.device) if self.rope is not None else None
 
         t0, t_emb, text, text_bias = self._condition(timestep, guidance, text, text_mask, b, action)

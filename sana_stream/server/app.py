@@ -19,7 +19,6 @@ import logging
 import hmac
 import mimetypes
 import secrets
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ from .log import log_event
 from .media import DEFAULT_BITRATE, set_bitrate
 from .metrics import Metrics
 from .protocol import CODECS, MAX_MESSAGE_BYTES, Message, ProtocolError, encode, parse_message
+from .scheduler import ChunkScheduler
 from .session import Session
 from .sources import VideoSource, WorldSource
 from .world import serve_world_socket
@@ -85,7 +85,7 @@ class Server:
         self.config.validate()
         self.metrics = Metrics()
         self.sessions: dict[str, Session] = {}
-        self._generation_lock = threading.Lock()  # shared by the sessions' generation threads
+        self.scheduler = ChunkScheduler()  # the sessions' chunks, batched; the model's lock
         self._stopping = False
         self._connections = 0
         self._decode_slots: asyncio.Semaphore | None = None  # made in run(), on the serving loop
@@ -121,7 +121,8 @@ class Server:
         if path == "/health":
             return _response(503 if self._stopping else 200, "stopping\n" if self._stopping else "ok\n")
         if path == "/metrics":
-            text = self.metrics.render((s.gauges() for s in self.sessions.values()), self.config.max_sessions)
+            text = self.metrics.render((s.gauges() for s in self.sessions.values()), self.config.max_sessions,
+                                       self.scheduler.batches, self.scheduler.batched_chunks)
             return _response(200, text, "text/plain; version=0.0.4; charset=utf-8")
         file = self._static_file(path)
         if file is None:
@@ -156,7 +157,7 @@ class Server:
             await ws.close(CLOSE_POLICY, message[:120])
             return
         if urlsplit(ws.request.path).path == WORLD_PATH:
-            await serve_world_socket(ws, self.world, self._generation_lock)
+            await serve_world_socket(ws, self.world, self.scheduler.lock)
         else:
             await self._control(ws)
 
@@ -260,8 +261,8 @@ class Server:
     async def _source(self, mode: str, prompt: str, seed: int | None) -> VideoSource | WorldSource:
         if mode == "world":
             return await asyncio.get_running_loop().run_in_executor(
-                None, WorldSource, self.world, prompt, seed, self._generation_lock)
-        return await VideoSource.create(self.pipe, prompt, seed, self._generation_lock)
+                None, WorldSource, self.world, prompt, seed, self.scheduler)
+        return await VideoSource.create(self.pipe, prompt, seed, self.scheduler)
 
     async def _close_session(self, session: Session) -> None:
         if self.sessions.pop(session.id, None) is not None:

@@ -14,17 +14,18 @@ from collections import deque
 from typing import Any, Callable
 
 from ..engine.stream import Frame, Stream
+from .scheduler import ChunkScheduler
 
 
 class TrackedStream:
     """What AsyncFrameSource needs of a Stream (next_chunk, stats), plus edits with tickets.
 
-    A shared `generation_lock` makes sessions take turns on the model: concurrent chunks would only split
-    the same cores between threads (and oversubscribe them), and each chunk would finish later."""
+    The shared `scheduler` runs the chunk: with the other sessions' waiting chunks in one batch, never
+    concurrently with them (that would only split the same cores between threads and oversubscribe them)."""
 
-    def __init__(self, stream: Stream, generation_lock: threading.Lock | None = None):
+    def __init__(self, stream: Stream, scheduler: ChunkScheduler | None = None):
         self.stream = stream
-        self._generation_lock = generation_lock or threading.Lock()
+        self._scheduler = scheduler or ChunkScheduler()
         self._lock = threading.Lock()
         self._waiting: list[Any] = []
         self._landed: deque[tuple[int, list[Any]]] = deque()  # (first frame index, tickets)
@@ -39,8 +40,7 @@ class TrackedStream:
     def next_chunk(self) -> list[Frame]:
         with self._lock:
             tickets, self._waiting = self._waiting, []
-        with self._generation_lock:
-            frames = self.stream.next_chunk()
+        frames = self._scheduler.next_chunk(self.stream)
         self.last_chunk_frames = len(frames)
         if tickets and frames:
             with self._lock:

@@ -46,7 +46,9 @@ class Metrics:
     first_frame: Summary = field(default_factory=Summary)  # offer received -> first frame sent
     edit_to_frame: Summary = field(default_factory=Summary)  # edit received -> first frame showing it sent
 
-    def render(self, sessions: Iterable[SessionGauges], max_sessions: int) -> str:
+    def render(self, sessions: Iterable[SessionGauges], max_sessions: int, batches: int = 0,
+               batched_chunks: int = 0) -> str:
+        """batches, batched_chunks: the scheduler's counts of generation passes and of the chunks they made."""
         live = list(sessions)
         lines: list[str] = []
 
@@ -69,6 +71,9 @@ class Metrics:
                [("", round(sum(s.fps_generated for s in live), 3))])
         metric("queue_depth_frames", "gauge", "Frames generated and not yet sent, summed over sessions.",
                [("", sum(s.queued_frames for s in live))])
+        metric("generation_batches_total", "counter", "Batched generation passes (one or more sessions' chunks each).",
+               [("", batches)])
+        metric("generation_chunks_total", "counter", "Chunks made by those passes.", [("", batched_chunks)])
         metric("edits_total", "counter", "Edits that reached the picture, by kind.", labelled(self.edits, "kind"))
         metric("errors_total", "counter", "Errors answered to clients, by kind.", labelled(self.errors, "kind"))
         metric("rejected_total", "counter", "Connections or offers refused, by reason.",

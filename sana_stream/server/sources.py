@@ -2,20 +2,20 @@
 
 A session only needs the small interface below (SessionSource). Both sources here are chunk generators run
 by the engine's AsyncFrameSource (a worker thread, at most one finished chunk queued) behind a TrackedStream
-(edit tickets, turns on the model): the video source wraps the streaming engine's Stream, the world source a
+(edit tickets; chunks made by the shared ChunkScheduler): the video source wraps the streaming engine's Stream, the world source a
 world model stepped by the viewer's keys.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 from typing import Any, Callable, Protocol
 
 from ..engine.source import AsyncFrameSource
 from ..engine.stream import Frame
 from .edits import TrackedStream
 from .protocol import ProtocolError
+from .scheduler import ChunkScheduler
 
 
 class SessionSource(Protocol):
@@ -42,9 +42,9 @@ class SessionSource(Protocol):
 class _QueuedSource:
     """A chunk generator (next_chunk, stats, prompt, seed) played through a one-chunk queue."""
 
-    def __init__(self, stream: Any, fps: float, generation_lock: threading.Lock):
+    def __init__(self, stream: Any, fps: float, scheduler: ChunkScheduler):
         self._stream, self.fps = stream, fps
-        self._tracked = TrackedStream(stream, generation_lock)
+        self._tracked = TrackedStream(stream, scheduler)
         self._source = AsyncFrameSource(self._tracked, max_chunks=1)
 
     async def next_frame(self) -> Frame:
@@ -86,15 +86,15 @@ class _QueuedSource:
 class VideoSource(_QueuedSource):
     """Text- (or image-) prompted video from the streaming engine."""
 
-    def __init__(self, pipe: Any, prompt: str, seed: int | None, generation_lock: threading.Lock):
+    def __init__(self, pipe: Any, prompt: str, seed: int | None, scheduler: ChunkScheduler):
         stream = pipe.stream(prompt, seed=seed)
-        super().__init__(stream, stream.options.fps, generation_lock)
+        super().__init__(stream, stream.options.fps, scheduler)
 
     @classmethod
     async def create(cls, pipe: Any, prompt: str, seed: int | None,
-                     generation_lock: threading.Lock) -> "VideoSource":
+                     scheduler: ChunkScheduler) -> "VideoSource":
         # Encoding the first prompt runs the text encoder: kept off the event loop.
-        return await asyncio.get_running_loop().run_in_executor(None, cls, pipe, prompt, seed, generation_lock)
+        return await asyncio.get_running_loop().run_in_executor(None, cls, pipe, prompt, seed, scheduler)
 
     def _change(self, kind: str, fields: dict[str, Any]) -> Callable[[], None]:
         if kind == "prompt":
@@ -108,11 +108,11 @@ class VideoSource(_QueuedSource):
 class WorldSource(_QueuedSource):
     """A world model's frames, one step per chunk, moved by the keys the viewer holds."""
 
-    def __init__(self, world: Any, prompt: str, seed: int | None, generation_lock: threading.Lock):
+    def __init__(self, world: Any, prompt: str, seed: int | None, scheduler: ChunkScheduler):
         from .world import WorldStream
 
         stream = WorldStream(world.sibling(1), prompt or None, seed)
-        super().__init__(stream, stream.fps, generation_lock)
+        super().__init__(stream, stream.fps, scheduler)
 
     def _change(self, kind: str, fields: dict[str, Any]) -> Callable[[], None]:
         if kind == "action":

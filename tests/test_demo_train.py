@@ -1,0 +1,51 @@
+"""`train-demo`'s stages at toy settings: they run end to end, resume from their checkpoints, freeze the text
+encoder after its stage, and export a folder that load_pipeline streams."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+import sana_stream as ss
+from sana_stream.demo import text as text_stage
+from sana_stream.demo.train import TrainConfig, _object_weight, train_demo
+
+
+def test_train_demo_end_to_end_resumes_and_exports(tmp_path):
+    cfg = TrainConfig(work=str(tmp_path / "work"), ae_steps=2, ae_batch=2, clips=4, text_steps=4, text_batch=8,
+                      dit_steps=2, dit_batch=2, checkpoint_every=2)
+    folder = train_demo(cfg, export_to=tmp_path / "model")
+    assert torch.load(tmp_path / "work" / "text_encoder.pt", weights_only=True)["step"] == 4
+    # Longer stages resume from their checkpoints (text at step 4, transformer at step 2); the exported text
+    # encoder is the text stage's, the one the transformer's caption states came from.
+    cfg.text_steps, cfg.dit_steps = 6, 4
+    folder = train_demo(cfg, export_to=tmp_path / "model")
+    assert torch.load(tmp_path / "work" / "text_encoder.pt", weights_only=True)["step"] == 6
+    pipe = ss.load_pipeline(folder)
+    stream = pipe.stream("a red circle moving left on a blue background", seed=0)
+    assert next(stream).shape == (256, 256, 3)
+    trained = torch.load(tmp_path / "work" / "text_encoder.pt", weights_only=True)["model"]
+    shipped = pipe.text_encoder.model.state_dict()
+    assert all(torch.equal(trained[k].float(), shipped[k].float()) for k in trained)
+
+
+def test_scene_facts_cover_every_field():
+    from sana_stream import data
+
+    scene = data.parse_caption("a small red circle moving left and a blue star on a green to white gradient")
+    facts = text_stage.scene_facts(scene)
+    fields = text_stage._fields()
+    assert set(facts) == set(fields)
+    assert all(facts[name] in classes for name, classes in fields.items())
+    assert (facts["object0.colour"], facts["object0.motion"], facts["object1.motion"], facts["object2.shape"]) == \
+        ("red", "left", "still", text_stage.NONE)
+    assert (facts["background.kind"], facts["background.colour1"]) == ("gradient", "white")
+
+
+def test_object_weight_marks_what_stands_out():
+    x0 = torch.zeros(1, 16, 2, 8, 8)
+    x0[:, :, :, 3, 4] = 2.0  # one latent pixel unlike the rest of its frame
+    w = _object_weight(x0, 3.0)
+    assert w.shape == (1, 1, 2, 8, 8)
+    assert torch.all(w[..., 3, 4] > 5) and torch.allclose(w[..., 0, 0], torch.ones(1, 1, 2))
+    assert np.isclose(_object_weight(torch.randn(2, 16, 3, 8, 8) * 100, 3.0).max().item(), 10.0)
