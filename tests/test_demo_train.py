@@ -8,7 +8,7 @@ import torch
 
 import sana_stream as ss
 from sana_stream.demo import text as text_stage
-from sana_stream.demo.train import TrainConfig, _object_weight, train_demo
+from sana_stream.demo.train import TrainConfig, _motion_weight, _object_weight, train_demo
 
 
 def test_train_demo_end_to_end_resumes_and_exports(tmp_path):
@@ -49,3 +49,12 @@ def test_object_weight_marks_what_stands_out():
     assert w.shape == (1, 1, 2, 8, 8)
     assert torch.all(w[..., 3, 4] > 5) and torch.allclose(w[..., 0, 0], torch.ones(1, 1, 2))
     assert np.isclose(_object_weight(torch.randn(2, 16, 3, 8, 8) * 100, 3.0).max().item(), 10.0)
+
+
+def test_motion_weight_marks_what_changes():
+    x0 = torch.zeros(1, 16, 3, 8, 8)
+    x0[:, :, 1:, 2, 2] = 1.0  # appears at frame 1 and stays
+    w = _motion_weight(x0, 4.0)
+    assert w.shape == (1, 1, 3, 8, 8)
+    assert w[0, 0, 1, 2, 2] == 5.0 and w[0, 0, 2, 2, 2] == 1.0 and w[0, 0, 0, 2, 2] == 5.0
+    assert torch.all(w[..., 0, 0] == 1.0)

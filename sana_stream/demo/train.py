@@ -59,6 +59,7 @@ class TrainConfig:
     caption_dropout: float = 0.1
     clean_chunk_prob: float = 0.35
     object_weight: float = 3.0  # extra loss weight on latent pixels that stand out from their frame (objects)
+    motion_weight: float = 0.0  # extra loss weight on latent pixels that change from the frame before (motion)
     checkpoint_every: int = 50
     device: str = "cpu"  # a GPU only makes it faster; the data is rendered on the CPU either way
 
@@ -202,6 +203,15 @@ def _object_weight(x0: torch.Tensor, strength: float) -> torch.Tensor:
     return 1 + strength * distance.clamp(max=3.0)
 
 
+def _motion_weight(x0: torch.Tensor, strength: float) -> torch.Tensor:
+    """(B, 1, T, h, w) loss weights, 1 + strength × how much each latent pixel changes from the frame before
+    (the first frame: to the frame after): a moving object shifts a fraction of a latent pixel per frame, a
+    change the plain loss barely sees."""
+    change = (x0[:, :, 1:] - x0[:, :, :-1]).norm(dim=1, keepdim=True) / math.sqrt(x0.shape[1])
+    change = torch.cat([change[:, :, :1], change], dim=2)
+    return 1 + strength * change.clamp(max=3.0)
+
+
 def _caption_table(text: TextEncoder, captions: list[str], length: int) -> tuple[dict[str, int], torch.Tensor,
                                                                                  torch.Tensor]:
     """A frozen encoder's states for every distinct caption and the empty one, computed once."""
@@ -287,6 +297,8 @@ def train_transformer(cfg: TrainConfig, work: Path, data: dict, model_spec: Modu
         weight = (sigma > 0).float().expand_as(pred)
         if cfg.object_weight:
             weight = weight * _object_weight(x0, cfg.object_weight)
+        if cfg.motion_weight:
+            weight = weight * _motion_weight(x0, cfg.motion_weight)
         loss = ((pred.float() - (noise - x0)) ** 2 * weight).sum() / weight.sum().clamp_min(1)
         opt.zero_grad(set_to_none=True)
         loss.backward()
