@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sana_stream.pipeline.pipeline import to_uint8, to_unit
 from sana_stream.sampling import make_sampler
 
 from .actions import ACTION_DIM, KEYS, Pose, check_pose_matrix, delta_of, encode_action
@@ -404,8 +405,7 @@ class WorldModel:
         # a batch's decode time on CPU for about one grey level of difference.
         with torch.autocast(vae.device.type, torch.bfloat16, enabled=self._bf16_decode):
             pixels = vae.decode_chunk(vae.denormalize_latents(latents), run.decode_state)
-        frames = (pixels.float() / 2 + 0.5).clamp(0, 1).mul(255).round().to(torch.uint8)
-        return frames.permute(0, 2, 3, 4, 1).contiguous().cpu().numpy()
+        return np.ascontiguousarray(to_uint8(to_unit(pixels).permute(0, 2, 3, 4, 1)))
 
     def _encode_images(self, image: Any) -> torch.Tensor:
         """Start frames -> normalised latents (B, C, 1, h, w); one image is used for every world."""

@@ -77,22 +77,24 @@ class Probes(torch.nn.Module):
         return word_loss + fact_loss, accuracy
 
 
-def _batch(text: TextEncoder, captions: list[str], fields: dict[str, tuple[str, ...]]):
+def _batch(text: TextEncoder, scenes: list, fields: dict[str, tuple[str, ...]]):
+    """(captions, token ids, fact targets) for a list of scenes."""
     from .. import data
 
-    facts = [scene_facts(data.parse_caption(c)) for c in captions]
+    captions = [data.caption(scene) for scene in scenes]
+    facts = [scene_facts(scene) for scene in scenes]
     targets = torch.tensor([[classes.index(f[name]) for name, classes in fields.items()] for f in facts])
     tokens = text.tokenizer(captions, padding="max_length", max_length=spec.TEXT_LENGTH, truncation=True,
                             return_tensors="pt")
-    return tokens.input_ids, targets
+    return captions, tokens.input_ids, targets
 
 
-def pretrain_text_encoder(cfg, work: Path, text: TextEncoder, sample_caption) -> dict[str, float]:
-    """Pretrain `text.model` in place for cfg.text_steps (checkpointed in work/text_encoder.pt, resumable) and
-    freeze it. sample_caption(rng) -> a training-split caption. Returns the held-out fact accuracy (captions
-    whose first object is a held-out triple), the share of each field read correctly from the last token."""
-    from ..demo.train import _cosine, _load, _progress, _save
+def pretrain_text_encoder(cfg, work: Path, text: TextEncoder) -> dict[str, float]:
+    """Pretrain `text.model` in place for cfg.text_steps on training-split scenes' captions (checkpointed in
+    work/text_encoder.pt, resumable) and freeze it. Returns the held-out fact accuracy (scenes whose object is a
+    held-out triple), the share of each field read correctly from the last token."""
     from .. import data
+    from .train import _cosine, _load, _progress, _save, _scene
 
     fields = _fields()
     probes = Probes(text.model.config.hidden_size, len(text.tokenizer), fields)
@@ -109,8 +111,7 @@ def pretrain_text_encoder(cfg, work: Path, text: TextEncoder, sample_caption) ->
     text.model.train()
     bar = _progress(cfg.text_steps, start, "text encoder")
     for step in range(start, cfg.text_steps):
-        captions = [sample_caption(rng) for _ in range(cfg.text_batch)]
-        ids, targets = _batch(text, captions, fields)
+        captions, ids, targets = _batch(text, [_scene(data, rng) for _ in range(cfg.text_batch)], fields)
         for group in opt.param_groups:
             group["lr"] = _cosine(step, cfg.text_steps, cfg.text_lr)
         states, mask = text.embed(captions, "", spec.TEXT_LENGTH)
@@ -127,8 +128,7 @@ def pretrain_text_encoder(cfg, work: Path, text: TextEncoder, sample_caption) ->
     bar.close()
     text.model.eval().requires_grad_(False)
     with torch.no_grad():
-        captions = data.heldout_prompts(200, seed=11)
-        ids, targets = _batch(text, captions, fields)
+        captions, ids, targets = _batch(text, data.heldout_scenes(200, seed=11), fields)
         states, mask = text.embed(captions, "", spec.TEXT_LENGTH)
         _, accuracy = probes.loss(states.float(), ids, mask, targets)
     return {name: round(float(a), 3) for name, a in zip(fields, accuracy)}

@@ -225,11 +225,6 @@ def _caption_table(text: TextEncoder, captions: list[str], length: int) -> tuple
     return {c: i for i, c in enumerate(distinct)}, torch.cat(states), torch.cat(masks)
 
 
-def _demo_caption(rng: np.random.Generator) -> str:
-    world = _world()
-    return world.caption(_scene(world, rng))
-
-
 def train_transformer(cfg: TrainConfig, work: Path, data: dict, model_spec: ModuleType = spec,
                       words: list[str] | None = None):
     """data: latents (N, frames, C, h, w), captions, scaling_factor and, for a world model (a config with
@@ -247,7 +242,7 @@ def train_transformer(cfg: TrainConfig, work: Path, data: dict, model_spec: Modu
     if frozen_text:
         from .text import pretrain_text_encoder
 
-        accuracy = pretrain_text_encoder(cfg, work, text, _demo_caption)
+        accuracy = pretrain_text_encoder(cfg, work, text)
         print(f"text encoder, held-out captions, facts read from the last token: min {min(accuracy.values()):.3f} "
               f"({min(accuracy, key=accuracy.get)}), mean {np.mean(list(accuracy.values())):.3f}")
         row_of, table, table_mask = _caption_table(text, captions, model_spec.TEXT_LENGTH)

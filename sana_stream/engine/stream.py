@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..model.state import StateBatch
+from ..pipeline.pipeline import to_uint8, to_unit
 from ..sampling import (
     LONGSANA_TIMESTEPS, classifier_free_guidance, frame_timesteps, hold_conditioning_frames, make_sampler,
 )
@@ -337,8 +338,7 @@ def _decode(c: _Chunk) -> list[Frame]:
     stream, vae = c.stream, c.stream.pipe.vae
     t0 = time.perf_counter()
     pixels = vae.decode_chunk(vae.denormalize_latents(c.x), stream._decode_state)
-    frames = (pixels[0].float() / 2 + 0.5).clamp(0, 1).permute(1, 2, 3, 0).mul(255).round().to(torch.uint8)
-    frames = frames.cpu().numpy()
+    frames = to_uint8(to_unit(pixels[0]).permute(1, 2, 3, 0))
     t1 = time.perf_counter()
     out = [Frame.at(f, stream._next_index + i, stream.options.fps) for i, f in enumerate(frames)]
     stream._next_index += len(out)

@@ -111,8 +111,9 @@ class Rope3D(nn.Module):
         """cos, sin of shape (frames·height·width, 1, d/2) fp32 for token order (t, h, w); with one frame_start
         per batch row (streams at different places, batched), (B, frames·height·width, 1, d/2)."""
         if not isinstance(frame_start, int):
-            rows = [self(start, frames, height, width, device) for start in frame_start]
-            return torch.stack([cos for cos, _ in rows]), torch.stack([sin for _, sin in rows])
+            angles = {start: self(start, frames, height, width, device) for start in set(frame_start)}
+            return (torch.stack([angles[start][0] for start in frame_start]),
+                    torch.stack([angles[start][1] for start in frame_start]))
 
         def angles_of(start: int, count: int, dim: int) -> torch.Tensor:
             inv = 1.0 / self.theta ** (torch.arange(0, dim, 2, dtype=torch.float64, device=device)[: dim // 2] / dim)

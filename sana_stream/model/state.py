@@ -156,6 +156,8 @@ class StateBatch:
             raise ValueError("the states come from different models")
         self.states = states
         self.batch_size = sum(s.batch_size for s in states)
+        # Every denoising step of a chunk reads the same histories: each layer's are stacked once, until append.
+        self._stacked: dict[tuple[int, bool], tuple[AttentionSums | None, torch.Tensor | None]] = {}
 
     @property
     def num_layers(self) -> int:
@@ -173,10 +175,13 @@ class StateBatch:
 
     def history(self, layer: int, exclude_newest: bool = False
                 ) -> tuple[AttentionSums | None, torch.Tensor | None]:
-        parts = [s.history(layer, exclude_newest) for s in self.states]
-        kv = self._stack([None if sums is None else sums[0] for sums, _ in parts])
-        z = self._stack([None if sums is None else sums[1] for sums, _ in parts])
-        return (None if kv is None else (kv, z)), self._stack([features for _, features in parts])
+        key = (layer, exclude_newest)
+        if key not in self._stacked:
+            parts = [s.history(layer, exclude_newest) for s in self.states]
+            kv = self._stack([None if sums is None else sums[0] for sums, _ in parts])
+            z = self._stack([None if sums is None else sums[1] for sums, _ in parts])
+            self._stacked[key] = (None if kv is None else (kv, z)), self._stack([features for _, features in parts])
+        return self._stacked[key]
 
     def _stack(self, rows: list[torch.Tensor | None]) -> torch.Tensor | None:
         like = next((r for r in rows if r is not None), None)
@@ -187,6 +192,7 @@ class StateBatch:
 
     def append(self, records: list[BlockRecord], frames: int, grid: tuple[int, int],
                replace_newest: bool = False) -> None:
+        self._stacked.clear()
         start = 0
         for s in self.states:
             rows = slice(start, start + s.batch_size)

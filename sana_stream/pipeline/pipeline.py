@@ -275,9 +275,14 @@ class Pipeline:
         """Latents -> pixels in [0, 1], channel-last: (B, H, W, 3) for images, (B, F, H, W, 3) for video."""
         if self.family == "video":
             pixels = self.vae.decode(self.vae.denormalize_latents(latents))
-            return (pixels.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 4, 1)
+            return to_unit(pixels).permute(0, 2, 3, 4, 1)
         pixels = self.vae.decode(latents.to(self.vae.dtype) / self.vae.scaling_factor)
-        return (pixels.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1)
+        return to_unit(pixels).permute(0, 2, 3, 1)
+
+
+def to_unit(pixels: torch.Tensor) -> torch.Tensor:
+    """A VAE's output in [-1, 1] -> float32 in [0, 1]."""
+    return (pixels.float() / 2 + 0.5).clamp(0, 1)
 
 
 def to_uint8(pixels: torch.Tensor) -> np.ndarray:
