@@ -27,6 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import sana_stream as ss  # noqa: E402
 from sana_stream import data  # noqa: E402
+from sana_stream.data import world  # noqa: E402
 from sana_stream.data.analyser import collapse_check, judge  # noqa: E402
 
 JUDGED_FRAMES = 32
@@ -34,16 +35,18 @@ WINDOW_SECONDS = 2
 
 
 def seen_prompts(n: int, seed: int = 1) -> list[str]:
-    """Single-object training compositions with the same motions and backgrounds as the held-out prompts."""
-    motions = {"moving left", "moving right", "moving up", "moving down", "growing", "shrinking"}
-    kinds = {s.background.kind for s in data.heldout_scenes(50)}
+    """Single-object training compositions with the held-out benchmark's motion mix (world.BENCHMARK_MOTIONS)
+    and background kinds."""
+    kinds = set(world.BENCHMARK_BACKGROUNDS)
     rng = np.random.default_rng(seed)
     prompts: list[str] = []
     while len(prompts) < n:
+        want = world.BENCHMARK_MOTIONS[len(prompts) % len(world.BENCHMARK_MOTIONS)]
         scene = data.sample_scene(rng, split="train", max_objects=1)
         obj = scene.objects[0]
         text = data.caption(scene)
-        if obj.motion in motions and scene.background.kind in kinds and scene.pan is None and text not in prompts:
+        if (obj.motion == want and obj.size != "small" and scene.background.kind in kinds and scene.pan is None
+                and text not in prompts):
             prompts.append(text)
     return prompts
 
