@@ -97,9 +97,9 @@ def test_long_scenes_continue_seamlessly():
 
 @pytest.mark.parametrize("motion,axis,sign", [("left", 0, -1), ("right", 0, 1), ("up", 1, -1), ("down", 1, 1)])
 def test_motion_is_visible(motion, axis, sign):
-    """A mover crosses over a third of the frame in 0.75 s at 16 fps (centroid measured without the analyser)."""
+    """A mover crosses over a third of the frame in 1.5 s at 16 fps (centroid measured without the analyser)."""
     scene = Scene((Obj("circle", "red", motion, x=0.5, y=0.5),), Background("plain", ("black",)))
-    frames = render(scene, 13, size=128)
+    frames = render(scene, 25, size=128)
     mask = frames[..., 0] > 110
     coords = np.nonzero(mask[-1])[1 - axis].mean() - np.nonzero(mask[0])[1 - axis].mean()
     assert sign * coords / 128 > 0.3

@@ -23,11 +23,9 @@ from .world import (GROUND_SHADE, HORIZON, PANNABLE, SIZES, SKY_HORIZON, SKY_TOP
                     Split, caption, sample_scene)
 
 # Motion constants, in frames (of the picture) per second or seconds per cycle, chosen so motion is obvious
-# in a 2-4 s clip at 16 fps: a left/right/up/down mover crosses the frame in 2 s. That is 0.75 latent pixels
-# per 3-frame chunk under 32× compression; at half this speed (demo v1/v2) a step was small enough next to the
-# diffusion loss that the demo DiT learned to stand its objects still.
-LINEAR_SPEED = 0.5
-BOUNCE_SPEED = 0.35  # per axis: bouncers travel diagonally
+# in a 2-4 s clip at 16 fps: a left/right/up/down mover crosses ~3/4 of the frame in 3 s.
+LINEAR_SPEED = 0.25
+BOUNCE_SPEED = 0.2  # per axis: bouncers travel diagonally
 ORBIT_RADIUS = 0.16
 ORBIT_PERIOD = 3.0
 GROW_PERIOD = 3.0  # the scale ramps 0.5 -> 1.5 (growing) or 1.5 -> 0.5 (shrinking), then starts over
