@@ -31,7 +31,8 @@ from sana_stream import data  # noqa: E402
 from sana_stream.data import world  # noqa: E402
 from sana_stream.data.analyser import collapse_check, judge  # noqa: E402
 from sana_stream.engine import StreamOptions  # noqa: E402
-from sana_stream.pipeline.pipeline import to_uint8, to_unit  # noqa: E402
+from sana_stream.demo.train import _to_model  # noqa: E402
+from sana_stream.pipeline.pipeline import to_uint8  # noqa: E402
 from sana_stream.sampling import make_sampler  # noqa: E402
 
 JUDGED_FRAMES = 32
@@ -79,7 +80,7 @@ def continuation(pipe, prompts: list[str], history_chunks: int = 2) -> tuple[flo
     ok = np.zeros((len(prompts), 2))
     for i, prompt in enumerate(prompts):
         truth = data.render(data.parse_caption(prompt), history_chunks * k, size=pipe.defaults.height)
-        pixels = torch.from_numpy(truth).permute(3, 0, 1, 2)[None].float().div(127.5).sub(1)
+        pixels = _to_model(truth).permute(1, 0, 2, 3)[None]  # (1, 3, F, H, W), as training encoded its clips
         history = vae.normalize_latents(vae.encode(pixels.to(vae.device, vae.dtype)))
         emb, mask = pipe.encode_prompt(prompt)
         state = model.new_state(1, window=o.window)
@@ -87,14 +88,13 @@ def continuation(pipe, prompts: list[str], history_chunks: int = 2) -> tuple[flo
             model.append_state(state, history[:, :, c * k:(c + 1) * k].to(model.dtype), emb, mask)
         generator, made = torch.Generator().manual_seed(i), []
         while len(made) * k < JUDGED_FRAMES:
-            x = torch.randn((1, *history.shape[1:2], k, *history.shape[3:]), generator=generator)
+            x = torch.randn((1, history.shape[1], k, *history.shape[3:]), generator=generator)
             for step in range(sampler.num_steps):
                 v = model(x.to(model.dtype), sampler.timesteps[step].expand(1), emb, mask, state=state)
                 x = sampler.step(v.float(), step, x, generator=generator)
             model.append_state(state, x.to(model.dtype), emb, mask)
             made.append(x)
-        frames = to_uint8(to_unit(vae.decode(vae.denormalize_latents(torch.cat(made, 2)))[0]).permute(1, 2, 3, 0))
-        verdict = judge(np.asarray(frames), prompt)
+        verdict = judge(to_uint8(pipe.decode(torch.cat(made, 2))[0]), prompt)
         ok[i] = verdict["colour_ok"], verdict["motion_ok"]
     return tuple(100 * ok.mean(0))
 
