@@ -27,15 +27,24 @@ def frames_per_chunk(c):
     return 1 + 4 * (K - 1) if c == 0 else 4 * K
 
 
-def reference_frames(pipe, prompt, seed, chunks):
-    """Chunk-causal generation of chunks·K latent frames with the stream's noise draws, decoded in one go."""
+def reference_frames(pipe, prompt, seed, chunks, anchor_guidance=1.0, anchor_timesteps=None):
+    """Chunk-causal generation of chunks·K latent frames with the stream's noise draws, decoded in one go; the
+    first chunk with CFG at anchor_guidance over anchor_timesteps when those are given."""
     model, vae = pipe.transformer, pipe.vae
     emb, mask = pipe.encode_prompt(prompt)
     gen = torch.Generator().manual_seed(seed)
     history = None
     with torch.inference_mode():
-        for _ in range(chunks):
+        for c in range(chunks):
             x = torch.randn(1, 4, K, 4, 4, generator=gen)
+            if c == 0 and anchor_guidance != 1:
+                sampler = LongSanaSampler(anchor_timesteps)
+                rows = pipe.encode_prompt(prompt, guidance_scale=anchor_guidance)  # (negative, positive)
+                for i in range(sampler.num_steps):
+                    v = model(x.expand(2, -1, -1, -1, -1), sampler.timesteps[i].expand(2), *rows)
+                    x = sampler.step(v[:1] + anchor_guidance * (v[1:] - v[:1]), i, x, generator=gen)
+                history = x
+                continue
             sampler = LongSanaSampler()
             for i in range(sampler.num_steps):
                 full = x if history is None else torch.cat([history, x], dim=2)
@@ -132,6 +141,31 @@ def test_set_image_restarts_from_the_image(pipe):
     assert np.abs(first.astype(int) - (recon * 255).round().numpy().astype(int)).max() <= 1
     with pytest.raises(ValueError, match="image arrays must be uint8"):
         stream.set_image(np.zeros((4, 4, 3), np.float32))  # rejected: changes nothing
+
+
+def test_opening_chunk_made_with_anchor_cfg_and_schedule(pipe):
+    anchor = dict(anchor_guidance=4.0, anchor_timesteps=(1000.0, 800.0, 600.0, 400.0, 200.0))
+    stream = pipe.stream("a red ball bouncing", seed=11, height=32, width=32, chunk_frames=K, **anchor)
+    n = sum(frames_per_chunk(c) for c in range(3))
+    got = np.stack(take(stream, n))
+    want = reference_frames(pipe, "a red ball bouncing", 11, 3, **anchor)
+    assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+    plain = np.stack(take(pipe.stream("a red ball bouncing", seed=11, height=32, width=32, chunk_frames=K), n))
+    assert np.abs(got.astype(int) - plain.astype(int)).max() > 10  # the anchor options do change the video
+    stream.reset(seed=11)  # a new video opens with an anchor chunk again
+    assert np.abs(np.stack(take(stream, n)).astype(int) - want.astype(int)).max() <= 1
+    # Next to other streams, an opening anchor chunk runs alone; its later chunks batch as usual.
+    streams = [pipe.stream("a red ball bouncing", seed=11, height=32, width=32, chunk_frames=K, **anchor),
+               pipe.stream("waves", seed=3, height=32, width=32, chunk_frames=K)]
+    batches = []
+    for _ in range(2):
+        ss.engine.next_chunks(streams)
+        batches.append([s.stats["batch"] for s in streams])
+    assert batches == [[1, 1], [2, 2]]
+    with pytest.raises(ValueError, match="anchor_guidance"):
+        pipe.stream("x", height=32, width=32, anchor_guidance=-1.0)
+    with pytest.raises(ValueError, match="timesteps"):
+        pipe.stream("x", height=32, width=32, anchor_timesteps=(200.0, 1000.0))
 
 
 def test_cfg_and_window_streams_run(pipe):

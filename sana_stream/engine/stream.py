@@ -51,6 +51,11 @@ class StreamOptions:
     motion_score: int | None = None
     transition_chunks: int = 0  # > 0: a prompt switch blends the text embeddings over this many chunks
     fps: float = DEFAULT_FPS
+    # The opening chunk (no history, no image: a stream's start or reset) decides what the scene holds and every
+    # later chunk carries it on, so it may get more care: CFG at this scale against the negative prompt (1: none)
+    # and its own denoising schedule (None: `timesteps`).
+    anchor_guidance: float = 1.0
+    anchor_timesteps: tuple[float, ...] | None = None
 
     def validate(self) -> None:
         if not isinstance(self.chunk_frames, int) or self.chunk_frames < 1:
@@ -61,6 +66,8 @@ class StreamOptions:
             raise ValueError(f"fps must be > 0, got {self.fps!r}")
         if not self.guidance_scale >= 0:
             raise ValueError(f"guidance_scale must be ≥ 0, got {self.guidance_scale!r}")
+        if not self.anchor_guidance >= 0:
+            raise ValueError(f"anchor_guidance must be ≥ 0, got {self.anchor_guidance!r}")
 
 
 @dataclass
@@ -121,7 +128,9 @@ class Stream:
             raise ValueError(f"streaming needs a video model; this is a {pipe.family} pipeline")
         self.pipe, self.options = pipe, options or StreamOptions()
         self.options.validate()
-        make_sampler("longsana", timesteps=self.options.timesteps)  # validates the timesteps now, not mid-stream
+        for timesteps in (self.options.timesteps, self.options.anchor_timesteps):  # validated now, not mid-stream
+            if timesteps is not None:
+                make_sampler("longsana", timesteps=timesteps)
         self.height, self.width = pipe._size(height, width)
         model, vae = pipe.transformer, pipe.vae
         self._latent_shape = (model.config.in_channels, self.height // vae.spatial_factor,
@@ -241,18 +250,27 @@ class Stream:
                         generator=self._generator)
         return x.to(self.pipe.transformer.device)
 
-    def _batch_key(self, emb: torch.Tensor) -> tuple | None:
+    def _anchor_text(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The (negative, positive) text rows of an opening chunk made with anchor_guidance; None when this
+        chunk is not one (it has a history or an image, or the option is off)."""
+        o = self.options
+        if o.anchor_guidance == 1 or self._state.chunks or self._condition is not None:
+            return None
+        return self.pipe.encode_prompt(self.prompt, negative_prompt=o.negative_prompt, motion_score=o.motion_score,
+                                       guidance_scale=o.anchor_guidance)
+
+    def _batch_key(self, emb: torch.Tensor, anchor: bool) -> tuple | None:
         """Streams with equal keys run their chunk in one batch; None: this chunk runs alone (an image being
-        held as its first frame needs per-frame timesteps of its own)."""
-        if self._condition is not None:
+        held as its first frame needs per-frame timesteps of its own; an anchor chunk has its own schedule)."""
+        if self._condition is not None or anchor:
             return None
         o = self.options
         return id(self.pipe), self._latent_shape, o.chunk_frames, tuple(o.timesteps), tuple(emb.shape)
 
-    def _sample_step(self, sampler: Any, i: int, v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """One sampler step on this stream's latents from its (rows, ...) velocities, CFG applied."""
+    def _sample_step(self, sampler: Any, i: int, v: torch.Tensor, x: torch.Tensor, scale: float) -> torch.Tensor:
+        """One sampler step on this stream's latents from its (rows, ...) velocities, CFG at `scale` applied."""
         if v.shape[0] == 2:
-            v = classifier_free_guidance(v[:1], v[1:], self.options.guidance_scale)
+            v = classifier_free_guidance(v[:1], v[1:], scale)
         return sampler.step(v, i, x, generator=self._generator)
 
     def _record(self, frames: int, seconds: float, timings: dict[str, float]) -> None:
@@ -275,6 +293,7 @@ class _Chunk:
     timings: dict[str, float]
     emb: torch.Tensor
     mask: torch.Tensor
+    anchor: tuple[torch.Tensor, torch.Tensor] | None  # the (negative, positive) rows of an anchor chunk
     x: torch.Tensor | None = None
 
 
@@ -289,10 +308,10 @@ def next_chunks(streams: list[Stream]) -> list[list[Frame]]:
     for stream in streams:
         started, timings = time.perf_counter(), {"recache": 0.0}
         stream._apply_edits(timings)
-        chunks.append(_Chunk(stream, started, timings, *stream._text.next()))
+        chunks.append(_Chunk(stream, started, timings, *stream._text.next(), stream._anchor_text()))
     groups: dict[Any, list[_Chunk]] = {}
     for c in chunks:
-        key = c.stream._batch_key(c.emb)
+        key = c.stream._batch_key(c.emb, c.anchor is not None)
         groups.setdefault(key if key is not None else id(c), []).append(c)
     for group in groups.values():
         _generate_together(group)
@@ -302,12 +321,17 @@ def next_chunks(streams: list[Stream]) -> list[list[Frame]]:
 def _generate_together(group: list[_Chunk]) -> None:
     """Denoise and append the group's chunks in shared transformer passes."""
     t0 = time.perf_counter()
-    first = group[0].stream
+    first, anchor = group[0].stream, group[0].anchor
     model, o = first.pipe.transformer, first.options
     sampler = make_sampler("longsana", timesteps=o.timesteps)
     rows = group[0].emb.shape[0]  # 2 with CFG: (negative, positive) per stream
     emb, mask = torch.cat([c.emb for c in group]), torch.cat([c.mask for c in group])
     state = first._state if len(group) == 1 else StateBatch([c.stream._state for c in group])
+    text, history, scales = (emb, mask), state, [c.stream.options.guidance_scale for c in group]
+    if anchor is not None:  # an opening chunk, alone: its own rows and schedule; its history is empty anyway
+        sampler = make_sampler("longsana", timesteps=o.anchor_timesteps or o.timesteps)
+        text, history, scales = anchor, None, [o.anchor_guidance]
+    denoise_rows = len(text[0]) // len(group)
     x = torch.cat([c.stream._initial_noise() for c in group])
     condition, cond_mask = first._condition, None
     if condition is not None:  # image-to-video (always a group of one): the first frame is the image
@@ -316,11 +340,12 @@ def _generate_together(group: list[_Chunk]) -> None:
         x = hold_conditioning_frames(x, condition, cond_mask)
     for i in range(sampler.num_steps):
         t = sampler.timesteps[i].to(x.device)
-        timestep = t.expand(len(emb)) if cond_mask is None else frame_timesteps(t, cond_mask).expand(rows, -1)
-        v = model(x.to(model.dtype).repeat_interleave(rows, dim=0), timestep, emb, mask, state=state)
-        v = v.unflatten(0, (len(group), rows))
+        timestep = (t.expand(len(text[0])) if cond_mask is None
+                    else frame_timesteps(t, cond_mask).expand(denoise_rows, -1))
+        v = model(x.to(model.dtype).repeat_interleave(denoise_rows, dim=0), timestep, *text, state=history)
+        v = v.unflatten(0, (len(group), denoise_rows))
         x = torch.cat([
-            c.stream._sample_step(sampler, i, v[j], x[j:j + 1]) for j, c in enumerate(group)])
+            c.stream._sample_step(sampler, i, v[j], x[j:j + 1], scales[j]) for j, c in enumerate(group)])
         if cond_mask is not None:
             x = hold_conditioning_frames(x, condition, cond_mask)
     first._condition = None
