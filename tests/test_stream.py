@@ -42,7 +42,8 @@ def reference_frames(pipe, prompt, seed, chunks, anchor_guidance=1.0, anchor_tim
                 rows = pipe.encode_prompt(prompt, guidance_scale=anchor_guidance)  # (negative, positive)
                 for i in range(sampler.num_steps):
                     v = model(x.expand(2, -1, -1, -1, -1), sampler.timesteps[i].expand(2), *rows)
-                    x = sampler.step(v[:1] + anchor_guidance * (v[1:] - v[:1]), i, x, generator=gen)
+                    g = 1.0 if sampler.timesteps[i] >= 1000 else anchor_guidance  # pure noise: unguided
+                    x = sampler.step(v[:1] + g * (v[1:] - v[:1]), i, x, generator=gen)
                 history = x
                 continue
             sampler = LongSanaSampler()

@@ -53,7 +53,7 @@ class StreamOptions:
     fps: float = DEFAULT_FPS
     # The opening chunk (no history, no image: a stream's start or reset) decides what the scene holds and every
     # later chunk carries it on, so it may get more care: CFG at this scale against the negative prompt (1: none)
-    # and its own denoising schedule (None: `timesteps`).
+    # on its steps below t = 1000, and its own denoising schedule (None: `timesteps`).
     anchor_guidance: float = 1.0
     anchor_timesteps: tuple[float, ...] | None = None
 
@@ -344,8 +344,11 @@ def _generate_together(group: list[_Chunk]) -> None:
                     else frame_timesteps(t, cond_mask).expand(denoise_rows, -1))
         v = model(x.to(model.dtype).repeat_interleave(denoise_rows, dim=0), timestep, *text, state=history)
         v = v.unflatten(0, (len(group), denoise_rows))
+        # An anchor chunk's pure-noise step runs unguided: guided there, different seeds open on almost the same
+        # layout (the demo's first frames: 3–9 grey levels apart instead of 18–32).
+        step_scales = [1.0] * len(group) if anchor is not None and t >= 1000 else scales
         x = torch.cat([
-            c.stream._sample_step(sampler, i, v[j], x[j:j + 1], scales[j]) for j, c in enumerate(group)])
+            c.stream._sample_step(sampler, i, v[j], x[j:j + 1], step_scales[j]) for j, c in enumerate(group)])
         if cond_mask is not None:
             x = hold_conditioning_frames(x, condition, cond_mask)
     first._condition = None
