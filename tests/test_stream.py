@@ -37,13 +37,13 @@ def reference_frames(pipe, prompt, seed, chunks, anchor_guidance=1.0, anchor_tim
     with torch.inference_mode():
         for c in range(chunks):
             x = torch.randn(1, 4, K, 4, 4, generator=gen)
-            if c == 0 and anchor_guidance != 1:
+            if c == 0 and anchor_timesteps is not None:
                 sampler = LongSanaSampler(anchor_timesteps)
-                rows = pipe.encode_prompt(prompt, guidance_scale=anchor_guidance)  # (negative, positive)
+                rows = pipe.encode_prompt(prompt, guidance_scale=anchor_guidance)  # (negative, positive) with CFG
                 for i in range(sampler.num_steps):
-                    v = model(x.expand(2, -1, -1, -1, -1), sampler.timesteps[i].expand(2), *rows)
+                    v = model(x.expand(len(rows[0]), -1, -1, -1, -1), sampler.timesteps[i].expand(len(rows[0])), *rows)
                     g = 1.0 if sampler.timesteps[i] >= 1000 else anchor_guidance  # pure noise: unguided
-                    x = sampler.step(v[:1] + g * (v[1:] - v[:1]), i, x, generator=gen)
+                    x = sampler.step(v[:1] + g * (v[1:] - v[:1]) if len(v) == 2 else v, i, x, generator=gen)
                 history = x
                 continue
             sampler = LongSanaSampler()
@@ -163,6 +163,11 @@ def test_opening_chunk_made_with_anchor_cfg_and_schedule(pipe):
         ss.engine.next_chunks(streams)
         batches.append([s.stats["batch"] for s in streams])
     assert batches == [[1, 1], [2, 2]]
+    # The schedule alone (no CFG) also makes an anchor chunk.
+    schedule_only = dict(anchor_timesteps=(1000.0, 600.0, 200.0))
+    got = np.stack(take(pipe.stream("waves", seed=2, height=32, width=32, chunk_frames=K, **schedule_only), n))
+    want = reference_frames(pipe, "waves", 2, 3, **schedule_only)
+    assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
     with pytest.raises(ValueError, match="anchor_guidance"):
         pipe.stream("x", height=32, width=32, anchor_guidance=-1.0)
     with pytest.raises(ValueError, match="timesteps"):

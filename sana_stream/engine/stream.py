@@ -52,8 +52,8 @@ class StreamOptions:
     transition_chunks: int = 0  # > 0: a prompt switch blends the text embeddings over this many chunks
     fps: float = DEFAULT_FPS
     # The opening chunk (no history, no image: a stream's start or reset) decides what the scene holds and every
-    # later chunk carries it on, so it may get more care: CFG at this scale against the negative prompt (1: none)
-    # on its steps below t = 1000, and its own denoising schedule (None: `timesteps`).
+    # later chunk carries it on, so it may get more care: CFG at this scale against the negative prompt (≤ 1:
+    # none, as for guidance_scale) on its steps below t = 1000, and its own denoising schedule (None: `timesteps`).
     anchor_guidance: float = 1.0
     anchor_timesteps: tuple[float, ...] | None = None
 
@@ -251,10 +251,12 @@ class Stream:
         return x.to(self.pipe.transformer.device)
 
     def _anchor_text(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """The (negative, positive) text rows of an opening chunk made with anchor_guidance; None when this
-        chunk is not one (it has a history or an image, or the option is off)."""
+        """The text rows of an opening chunk made with the anchor options ((negative, positive) with CFG, as
+        guidance_scale > 1 asks for it); None when this chunk is not one (it has a history or an image, or the
+        options are off)."""
         o = self.options
-        if o.anchor_guidance == 1 or self._state.chunks or self._condition is not None:
+        anchored = o.anchor_guidance > 1 or o.anchor_timesteps is not None
+        if not anchored or self._state.chunks or self._condition is not None:
             return None
         return self.pipe.encode_prompt(self.prompt, negative_prompt=o.negative_prompt, motion_score=o.motion_score,
                                        guidance_scale=o.anchor_guidance)
