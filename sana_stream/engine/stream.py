@@ -342,15 +342,17 @@ def _generate_together(group: list[_Chunk]) -> None:
         x = hold_conditioning_frames(x, condition, cond_mask)
     for i in range(sampler.num_steps):
         t = sampler.timesteps[i].to(x.device)
-        timestep = (t.expand(len(text[0])) if cond_mask is None
-                    else frame_timesteps(t, cond_mask).expand(denoise_rows, -1))
-        v = model(x.to(model.dtype).repeat_interleave(denoise_rows, dim=0), timestep, *text, state=history)
-        v = v.unflatten(0, (len(group), denoise_rows))
-        # An anchor chunk's pure-noise step runs unguided: guided there, different seeds open on almost the same
-        # layout (the demo's first frames: 3–9 grey levels apart instead of 18–32).
-        step_scales = [1.0] * len(group) if anchor is not None and t >= 1000 else scales
+        step_text, step_rows = text, denoise_rows
+        if anchor is not None and denoise_rows == 2 and t >= 1000:
+            # An anchor chunk's pure-noise step runs unguided, on the prompt's row alone: guided there, different
+            # seeds open on almost the same layout (the demo's first frames: 3–9 grey levels apart, not 18–32).
+            step_text, step_rows = (text[0][1:], text[1][1:]), 1
+        timestep = (t.expand(len(step_text[0])) if cond_mask is None
+                    else frame_timesteps(t, cond_mask).expand(step_rows, -1))
+        v = model(x.to(model.dtype).repeat_interleave(step_rows, dim=0), timestep, *step_text, state=history)
+        v = v.unflatten(0, (len(group), step_rows))
         x = torch.cat([
-            c.stream._sample_step(sampler, i, v[j], x[j:j + 1], step_scales[j]) for j, c in enumerate(group)])
+            c.stream._sample_step(sampler, i, v[j], x[j:j + 1], scales[j]) for j, c in enumerate(group)])
         if cond_mask is not None:
             x = hold_conditioning_frames(x, condition, cond_mask)
     first._condition = None
