@@ -155,14 +155,22 @@ def test_opening_chunk_made_with_anchor_cfg_and_schedule(pipe):
     assert np.abs(got.astype(int) - plain.astype(int)).max() > 10  # the anchor options do change the video
     stream.reset(seed=11)  # a new video opens with an anchor chunk again
     assert np.abs(np.stack(take(stream, n)).astype(int) - want.astype(int)).max() <= 1
-    # Next to other streams, an opening anchor chunk runs alone; its later chunks batch as usual.
-    streams = [pipe.stream("a red ball bouncing", seed=11, height=32, width=32, chunk_frames=K, **anchor),
-               pipe.stream("waves", seed=3, height=32, width=32, chunk_frames=K)]
+    # Opening anchor chunks batch with each other, not with other chunks; later chunks batch as usual; each
+    # stream gets what it gets alone.
+    def make():
+        return [pipe.stream("a red ball bouncing", seed=11, height=32, width=32, chunk_frames=K, **anchor),
+                pipe.stream("waves", seed=3, height=32, width=32, chunk_frames=K),
+                pipe.stream("fire", seed=4, height=32, width=32, chunk_frames=K, anchor_guidance=2.0,
+                            anchor_timesteps=anchor["anchor_timesteps"])]
+    alone, together = make(), make()
     batches = []
     for _ in range(2):
-        ss.engine.next_chunks(streams)
-        batches.append([s.stats["batch"] for s in streams])
-    assert batches == [[1, 1], [2, 2]]
+        want = [s.next_chunk() for s in alone]
+        got = ss.engine.next_chunks(together)
+        for w, g in zip(want, got):
+            assert np.abs(np.stack(w).astype(int) - np.stack(g).astype(int)).max() <= 1
+        batches.append([s.stats["batch"] for s in together])
+    assert batches == [[2, 1, 2], [3, 3, 3]]
     # The schedule alone (no CFG) also makes an anchor chunk.
     schedule_only = dict(anchor_timesteps=(1000.0, 600.0, 200.0))
     got = np.stack(take(pipe.stream("waves", seed=2, height=32, width=32, chunk_frames=K, **schedule_only), n))

@@ -261,13 +261,17 @@ class Stream:
         return self.pipe.encode_prompt(self.prompt, negative_prompt=o.negative_prompt, motion_score=o.motion_score,
                                        guidance_scale=o.anchor_guidance)
 
-    def _batch_key(self, emb: torch.Tensor, anchor: bool) -> tuple | None:
-        """Streams with equal keys run their chunk in one batch; None: this chunk runs alone (an image being
-        held as its first frame needs per-frame timesteps of its own; an anchor chunk has its own schedule)."""
-        if self._condition is not None or anchor:
+    def _batch_key(self, emb: torch.Tensor, anchor: tuple[torch.Tensor, torch.Tensor] | None) -> tuple | None:
+        """Streams with equal keys run their chunk in one batch (opening anchor chunks with their own kind);
+        None: this chunk runs alone (an image being held as its first frame needs per-frame timesteps of its
+        own)."""
+        if self._condition is not None:
             return None
         o = self.options
-        return id(self.pipe), self._latent_shape, o.chunk_frames, tuple(o.timesteps), tuple(emb.shape)
+        key = (id(self.pipe), self._latent_shape, o.chunk_frames, tuple(o.timesteps), tuple(emb.shape))
+        if anchor is None:
+            return key
+        return (*key, "anchor", tuple(o.anchor_timesteps or o.timesteps), tuple(anchor[0].shape))
 
     def _sample_step(self, sampler: Any, i: int, v: torch.Tensor, x: torch.Tensor, scale: float) -> torch.Tensor:
         """One sampler step on this stream's latents from its (rows, ...) velocities, CFG at `scale` applied."""
@@ -313,7 +317,7 @@ def next_chunks(streams: list[Stream]) -> list[list[Frame]]:
         chunks.append(_Chunk(stream, started, timings, *stream._text.next(), stream._anchor_text()))
     groups: dict[Any, list[_Chunk]] = {}
     for c in chunks:
-        key = c.stream._batch_key(c.emb, c.anchor is not None)
+        key = c.stream._batch_key(c.emb, c.anchor)
         groups.setdefault(key if key is not None else id(c), []).append(c)
     for group in groups.values():
         _generate_together(group)
@@ -323,16 +327,17 @@ def next_chunks(streams: list[Stream]) -> list[list[Frame]]:
 def _generate_together(group: list[_Chunk]) -> None:
     """Denoise and append the group's chunks in shared transformer passes."""
     t0 = time.perf_counter()
-    first, anchor = group[0].stream, group[0].anchor
+    first, anchor = group[0].stream, group[0].anchor is not None
     model, o = first.pipe.transformer, first.options
     sampler = make_sampler("longsana", timesteps=o.timesteps)
     rows = group[0].emb.shape[0]  # 2 with CFG: (negative, positive) per stream
     emb, mask = torch.cat([c.emb for c in group]), torch.cat([c.mask for c in group])
     state = first._state if len(group) == 1 else StateBatch([c.stream._state for c in group])
     text, history, scales = (emb, mask), state, [c.stream.options.guidance_scale for c in group]
-    if anchor is not None:  # an opening chunk, alone: its own rows and schedule; its history is empty anyway
+    if anchor:  # opening chunks: their own rows and schedule; their histories are empty anyway
         sampler = make_sampler("longsana", timesteps=o.anchor_timesteps or o.timesteps)
-        text, history, scales = anchor, None, [o.anchor_guidance]
+        text = torch.cat([c.anchor[0] for c in group]), torch.cat([c.anchor[1] for c in group])
+        history, scales = None, [c.stream.options.anchor_guidance for c in group]
     denoise_rows = len(text[0]) // len(group)
     x = torch.cat([c.stream._initial_noise() for c in group])
     condition, cond_mask = first._condition, None
@@ -343,10 +348,10 @@ def _generate_together(group: list[_Chunk]) -> None:
     for i in range(sampler.num_steps):
         t = sampler.timesteps[i].to(x.device)
         step_text, step_rows = text, denoise_rows
-        if anchor is not None and denoise_rows == 2 and t >= 1000:
+        if anchor and denoise_rows == 2 and t >= 1000:
             # An anchor chunk's pure-noise step runs unguided, on the prompt's row alone: guided there, different
             # seeds open on almost the same layout (the demo's first frames: 3–9 grey levels apart, not 18–32).
-            step_text, step_rows = (text[0][1:], text[1][1:]), 1
+            step_text, step_rows = (text[0][1::2], text[1][1::2]), 1
         timestep = (t.expand(len(step_text[0])) if cond_mask is None
                     else frame_timesteps(t, cond_mask).expand(step_rows, -1))
         v = model(x.to(model.dtype).repeat_interleave(step_rows, dim=0), timestep, *step_text, state=history)
