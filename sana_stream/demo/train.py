@@ -57,7 +57,7 @@ class TrainConfig:
     dit_batch: int = 16
     dit_lr: float = 5e-4
     caption_dropout: float = 0.1
-    clean_chunk_prob: float = 0.35
+    clean_chunk_prob: float = 0.35  # a chunk is clean history (t = 0) with this probability, else noised
     object_weight: float = 3.0  # extra loss weight on latent pixels that stand out from their frame (objects)
     motion_weight: float = 0.0  # extra loss weight on latent pixels that change from the frame before (motion)
     checkpoint_every: int = 50

@@ -299,7 +299,7 @@ class _Chunk:
     timings: dict[str, float]
     emb: torch.Tensor
     mask: torch.Tensor
-    anchor: tuple[torch.Tensor, torch.Tensor] | None  # the (negative, positive) rows of an anchor chunk
+    anchor: tuple[torch.Tensor, torch.Tensor] | None  # an opening anchor chunk's text rows (Stream._anchor_text)
     x: torch.Tensor | None = None
 
 
@@ -329,13 +329,12 @@ def _generate_together(group: list[_Chunk]) -> None:
     t0 = time.perf_counter()
     first, anchor = group[0].stream, group[0].anchor is not None
     model, o = first.pipe.transformer, first.options
-    sampler = make_sampler("longsana", timesteps=o.timesteps)
+    sampler = make_sampler("longsana", timesteps=(o.anchor_timesteps or o.timesteps) if anchor else o.timesteps)
     rows = group[0].emb.shape[0]  # 2 with CFG: (negative, positive) per stream
     emb, mask = torch.cat([c.emb for c in group]), torch.cat([c.mask for c in group])
     state = first._state if len(group) == 1 else StateBatch([c.stream._state for c in group])
     text, history, scales = (emb, mask), state, [c.stream.options.guidance_scale for c in group]
-    if anchor:  # opening chunks: their own rows and schedule; their histories are empty anyway
-        sampler = make_sampler("longsana", timesteps=o.anchor_timesteps or o.timesteps)
+    if anchor:  # opening chunks: their own rows (and schedule, above); their histories are empty anyway
         text = torch.cat([c.anchor[0] for c in group]), torch.cat([c.anchor[1] for c in group])
         history, scales = None, [c.stream.options.anchor_guidance for c in group]
     denoise_rows = len(text[0]) // len(group)
