@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from worldmodel.actions import ACTION_DIM, KEYS, Pose, encode_action
-from worldmodel.sim import ExplorePolicy, RandomPolicy, Simulator, make_policy, rollout
+from worldmodel.sim import BRANCH_ACTIONS, ExplorePolicy, RandomPolicy, Simulator, branching, make_policy, rollout
 from worldmodel.sim.simulator import PITCH_LIMIT
 
 
@@ -111,6 +111,32 @@ def test_rollout_pairs_each_frame_with_the_action_that_made_it():
     assert np.array_equal(np.stack(replayed), frames)
     assert caption == sim.caption
     assert not np.array_equal(rollout(9, "random", 12, warmup=5, policy_seed=2)[1], actions)
+
+
+def test_branches_share_one_history_and_differ_only_by_their_action():
+    history, history_actions, branches, branch_actions, caption = branching(9, 4, warmup=5, policy_seed=1)
+    assert history.shape == (4, 64, 64, 3) and history_actions.shape == (4, ACTION_DIM)
+    assert branches.shape == (len(BRANCH_ACTIONS), 64, 64, 3) == (9, 64, 64, 3)
+    assert branch_actions.shape == (9, ACTION_DIM)
+    # The history is the switching policy's trajectory: a fresh draw every step.
+    again = rollout(9, "switching", 4, warmup=5, policy_seed=1)
+    assert np.array_equal(again[0], history) and np.array_equal(again[1], history_actions)
+    # Every branch starts from the history's last pose.
+    sim = Simulator(9)
+    sim.reset()
+    policy = make_policy("switching", np.random.default_rng([9, 2]))
+    for _ in range(5):
+        sim.move(policy(sim))
+    for a in history_actions:
+        sim.move(a)
+    pose = sim.camera
+    for i, action in enumerate(BRANCH_ACTIONS):
+        sim.camera = pose
+        assert np.array_equal(sim.step(action), branches[i]), action
+        assert np.array_equal(branch_actions[i], encode_action(action))
+    assert np.array_equal(branches[0], history[-1])  # "none" changes nothing
+    assert len({branches[i].tobytes() for i in range(9)}) == 9
+    assert caption == sim.caption
 
 
 def test_bad_seeds_and_poses_name_the_problem():

@@ -9,7 +9,12 @@ Stages (each cached under the work folder; a rerun resumes where it stopped):
    the clips start with the zero action, as a stepped world's first (start) frame does;
 4. transformer + text encoder: the demo's diffusion-forcing stage, chunk-causal with one-frame chunks and the
    actions passed per frame;
-5. evaluation on held-out worlds (PSNR against the true simulator, next to the copy-last-frame baseline) and
+5. actions: branching trajectories (worldmodel/sim/dataset.py: a history, then the next frame under each of the
+   nine single-key actions from the same pose) are rendered and encoded, and the stage-4 model is fine-tuned on
+   them, with branch groups making up most of every batch and plain clips the rest. Trained on plain trajectories alone, the
+   model reads the motion in its history and ignores the action (an inverse-dynamics probe names the action in
+   its frames at chance level); a branch group can only be told apart by its actions;
+6. evaluation on held-out worlds (PSNR against the true simulator, next to the copy-last-frame baseline) and
    export: the demo's pipeline folder plus world.json and a model card with the measured numbers.
 """
 
@@ -19,7 +24,7 @@ import json
 import math
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -34,7 +39,7 @@ from sana_stream.vae.dc_ae import DCAE
 
 from . import spec
 from .actions import KEYS
-from .sim import rollout
+from .sim import BRANCH_ACTIONS, branching, rollout
 
 CLIPS_PER_ROLLOUT = 8
 MAX_WARMUP = 40  # unrecorded steps before a rollout starts recording
@@ -49,8 +54,16 @@ DEFAULTS = dict(work="runs/world", seed=0, ae_steps=900, ae_batch=32, ae_lr=1.5e
                 text_steps=0, object_weight=0.0)
 
 
-def world_config(**overrides) -> TrainConfig:
-    return TrainConfig(**{**DEFAULTS, **overrides})
+@dataclass
+class WorldTrainConfig(TrainConfig):
+    branch_states: int = 2400  # histories rendered with a branch for every single-key action (stage 5)
+    branch_groups: int = 3  # branch groups per batch in stage 5 (the rest of the batch is plain clips)
+    action_steps: int = 3500  # stage 5's fine-tuning steps
+    action_lr: float = 4e-4
+
+
+def world_config(**overrides) -> WorldTrainConfig:
+    return WorldTrainConfig(**{**DEFAULTS, **overrides})
 
 
 # ----- stage 1: rollouts ---------------------------------------------------------------------------------------
@@ -61,7 +74,7 @@ def _rollout_job(job: tuple[int, str, int, int, int]):
     return rollout(seed, policy, length, warmup=warmup, policy_seed=policy_seed)
 
 
-def make_rollouts(cfg: TrainConfig, work: Path, processes: int = 2) -> dict:
+def make_rollouts(cfg: WorldTrainConfig, work: Path, processes: int = 2) -> dict:
     """frames uint8 (R, L, H, W, 3), actions float32 (R, L, ACTION_DIM), captions [R]; L = clips' frames."""
     path = work / "rollouts.pt"
     count = math.ceil(cfg.clips / CLIPS_PER_ROLLOUT)
@@ -85,7 +98,7 @@ def make_rollouts(cfg: TrainConfig, work: Path, processes: int = 2) -> dict:
 
 
 @torch.no_grad()
-def encode_rollouts(cfg: TrainConfig, work: Path, ae: DCAE, rollouts: dict) -> dict:
+def encode_rollouts(cfg: WorldTrainConfig, work: Path, ae: DCAE, rollouts: dict) -> dict:
     path = work / "latents.pt"
     cached = _load(path)
     if cached is not None and cached["latents"].shape[0] == cfg.clips:
@@ -112,7 +125,64 @@ def encode_rollouts(cfg: TrainConfig, work: Path, ae: DCAE, rollouts: dict) -> d
     return out
 
 
-# ----- stage 5: evaluation -------------------------------------------------------------------------------------
+# ----- stage 5: actions ---------------------------------------------------------------------------------------
+
+
+def _branch_job(job: tuple[int, int, int]):
+    seed, warmup, policy_seed = job
+    return branching(seed, spec.CLIP_CHUNKS - 1, warmup=warmup, policy_seed=policy_seed)
+
+
+@torch.no_grad()
+def make_branches(cfg: WorldTrainConfig, work: Path, ae: DCAE, processes: int = 2) -> dict:
+    """Branching trajectories in training worlds, encoded: history (S, CLIP_CHUNKS - 1, C, h, w), branches
+    (S, len(BRANCH_ACTIONS), C, h, w), their actions, captions [S]."""
+    path = work / "branches.pt"
+    cached = _load(path)
+    if cached is not None and cached["history"].shape[0] == cfg.branch_states:
+        return cached
+    rng = np.random.default_rng([cfg.seed, 5])
+    jobs = [(int(rng.integers(spec.EVAL_SEED_START)), int(rng.integers(MAX_WARMUP + 1)), i)
+            for i in range(cfg.branch_states)]
+    with get_context("fork").Pool(processes) as pool:
+        results = pool.map(_branch_job, jobs, chunksize=16)
+
+    def encode(frames: np.ndarray) -> torch.Tensor:
+        pixels = _to_model(frames).to(cfg.device).contiguous(memory_format=torch.channels_last)
+        return ae.encode(pixels).to("cpu", torch.bfloat16)
+
+    out = {"history": torch.stack([encode(r[0]) for r in results]),
+           "history_actions": torch.from_numpy(np.stack([r[1] for r in results])),
+           "branches": torch.stack([encode(r[2]) for r in results]),
+           "branch_actions": torch.from_numpy(np.stack([r[3] for r in results])),
+           "captions": [r[4] for r in results]}
+    _save(path, out)
+    return out
+
+
+def with_branches(data: dict, branches: dict, groups: int) -> dict:
+    """The plain clips followed by one clip per branch (the shared history, then that branch's frame), in groups
+    of len(BRANCH_ACTIONS): the data layout train_transformer draws branch groups from, `groups` a batch."""
+    size = len(BRANCH_ACTIONS)
+    history = branches["history"][:, None].expand(-1, size, -1, -1, -1, -1)
+    clips = torch.cat([history, branches["branches"][:, :, None]], dim=2).flatten(0, 1)
+    history_actions = branches["history_actions"][:, None].expand(-1, size, -1, -1)
+    actions = torch.cat([history_actions, branches["branch_actions"][:, :, None]], dim=2).flatten(0, 1)
+    return {"latents": torch.cat([data["latents"], clips]), "actions": torch.cat([data["actions"], actions]),
+            "captions": data["captions"] + [c for c in branches["captions"] for _ in range(size)],
+            "scaling_factor": data["scaling_factor"], "branches": size, "branch_start": len(data["captions"]),
+            "branch_groups": groups}
+
+
+def train_actions(cfg: WorldTrainConfig, work: Path, data: dict, ae: DCAE, model: SanaTransformer, text_model):
+    """Stage 5: the stage-4 model fine-tuned on plain clips and branch groups."""
+    mixed = with_branches(data, make_branches(cfg, work, ae), cfg.branch_groups)
+    return train_transformer(replace(cfg, dit_steps=cfg.action_steps, dit_lr=cfg.action_lr), work, mixed, spec,
+                             spec.WORDS, checkpoint="actions.pt",
+                             init={"model": model.state_dict(), "text": text_model.state_dict()})
+
+
+# ----- stage 6: evaluation -------------------------------------------------------------------------------------
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -203,7 +273,7 @@ def _evaluation_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def train_world(cfg: TrainConfig, export_to: str | Path | None = None) -> Path:
+def train_world(cfg: WorldTrainConfig, export_to: str | Path | None = None) -> Path:
     work = Path(cfg.work)
     work.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -217,8 +287,10 @@ def train_world(cfg: TrainConfig, export_to: str | Path | None = None) -> Path:
     ae = train_autoencoder(cfg, work, spec, sample_frames)
     data = encode_rollouts(cfg, work, ae, rollouts)
     del rollouts, pool
-    ae = ae.cpu()
     model, tokenizer, text_model = train_transformer(cfg, work, data, spec, spec.WORDS)
+    if cfg.action_steps:
+        model, tokenizer, text_model = train_actions(cfg, work, data, ae, model, text_model)
+    ae = ae.cpu()
 
     results = evaluate(ae, data["scaling_factor"], model, TextEncoder(tokenizer, text_model, cache_size=0))
     (work / "evaluation.json").write_text(json.dumps(results, indent=2))

@@ -225,15 +225,33 @@ def _caption_table(text: TextEncoder, captions: list[str], length: int) -> tuple
     return {c: i for i, c in enumerate(distinct)}, torch.cat(states), torch.cat(masks)
 
 
+def _draw_clips(rng: torch.Generator, batch: int, data: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """(clip indices (batch,), which of them are branch clips (batch,) bool). With branch groups in the data
+    (data["branches"] clips a group, stored consecutively from data["branch_start"]), data["branch_groups"]
+    whole groups fill most of the batch, so every step contrasts the actions taken from the same history."""
+    n, size = len(data["captions"]), data.get("branches", 0)
+    if not size:
+        return torch.randint(n, (batch,), generator=rng), torch.zeros(batch, dtype=torch.bool)
+    start, groups = data["branch_start"], data["branch_groups"]
+    if groups * size > batch:
+        raise ValueError(f"{groups} branch groups of {size} clips do not fit in a batch of {batch}")
+    first = start + size * torch.randint((n - start) // size, (groups,), generator=rng)
+    branch = (first[:, None] + torch.arange(size)).flatten()
+    plain = torch.randint(start, (batch - len(branch),), generator=rng)
+    return torch.cat([plain, branch]), torch.arange(batch) >= len(plain)
+
+
 def train_transformer(cfg: TrainConfig, work: Path, data: dict, model_spec: ModuleType = spec,
-                      words: list[str] | None = None):
+                      words: list[str] | None = None, checkpoint: str = "transformer.pt", init: dict | None = None):
     """data: latents (N, frames, C, h, w), captions, scaling_factor and, for a world model (a config with
-    action_dim), actions (N, frames, action_dim), each frame's action. words: the caption vocabulary.
-    With cfg.text_steps the text encoder is pretrained on the caption language first (demo/text.py) and frozen;
-    without, it trains jointly with the transformer."""
+    action_dim), actions (N, frames, action_dim), each frame's action; optionally branch groups (see
+    _draw_clips), whose history is kept clean so that only their last frame is learnt. words: the caption
+    vocabulary. With cfg.text_steps the text encoder is pretrained on the caption language first (demo/text.py)
+    and frozen; without, it trains jointly with the transformer. checkpoint: the file in `work` this run
+    resumes from; init: {"model", "text"} state dicts a fresh run starts from (a fine-tuning stage)."""
     if words is None:
         words = list(_world().VOCABULARY) + [",", "."]
-    ckpt_path = work / "transformer.pt"
+    ckpt_path = work / checkpoint
     tokenizer = spec.build_tokenizer(words)
     text_model = model_spec.build_text_model(len(tokenizer), cfg.seed)
     text = TextEncoder(tokenizer, text_model.to(cfg.device), cache_size=0)
@@ -248,10 +266,14 @@ def train_transformer(cfg: TrainConfig, work: Path, data: dict, model_spec: Modu
         row_of, table, table_mask = _caption_table(text, captions, model_spec.TEXT_LENGTH)
     torch.manual_seed(cfg.seed)
     model = SanaTransformer(TransformerConfig.from_dict(model_spec.TRANSFORMER)).to(cfg.device)
-    with torch.no_grad():  # start as the identity on the residual paths that are zero-initialised in Sana
-        model.proj_out.weight.zero_()
-        for block in model.transformer_blocks:
-            block.ff.conv_temp.weight.zero_()
+    if init is not None:
+        model.load_state_dict(init["model"])
+        text_model.load_state_dict(init["text"])
+    else:
+        with torch.no_grad():  # start as the identity on the residual paths that are zero-initialised in Sana
+            model.proj_out.weight.zero_()
+            for block in model.transformer_blocks:
+                block.ff.conv_temp.weight.zero_()
     params = list(model.parameters()) + ([] if frozen_text else list(text_model.parameters()))
     opt = torch.optim.AdamW(params, lr=cfg.dit_lr, weight_decay=0.01)
     start, ckpt = 0, _load(ckpt_path)
@@ -266,13 +288,14 @@ def train_transformer(cfg: TrainConfig, work: Path, data: dict, model_spec: Modu
     gen = torch.Generator().manual_seed(cfg.seed * 7919 + start)
     model.train()
     text_model.train(not frozen_text)
-    bar = _progress(cfg.dit_steps, start, "transformer")
+    bar = _progress(cfg.dit_steps, start, Path(checkpoint).stem)
     for step in range(start, cfg.dit_steps):
-        idx = torch.randint(len(captions), (cfg.dit_batch,), generator=gen)
+        idx, branch = _draw_clips(gen, cfg.dit_batch, data)
         x0 = latents[idx].float().permute(0, 2, 1, 3, 4).to(cfg.device) * scale  # (B, C, T, h, w)
         texts = [captions[i] if torch.rand(1, generator=gen).item() >= cfg.caption_dropout else ""
                  for i in idx.tolist()]
         t_chunk = _sample_timesteps(gen, cfg.dit_batch, chunks, cfg.clean_chunk_prob, model_spec.STREAM["timesteps"])
+        t_chunk[branch, :-1] = 0
         t = t_chunk.repeat_interleave(k, dim=1).to(cfg.device)  # per latent frame
         sigma = (t / 1000).view(cfg.dit_batch, 1, -1, 1, 1)
         noise = torch.randn(x0.shape, generator=gen).to(cfg.device)

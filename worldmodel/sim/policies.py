@@ -3,6 +3,8 @@
 - RandomPolicy: key actions (single keys, forward/turn combos, "none") held for a few steps, now and then a
   random continuous 6-DoF delta; it steers pitch, roll and eye height back towards level when they wander,
   so views stay mostly on the maze rather than the floor or ceiling.
+- "switching": the random policy with a fresh draw every step, so that no action can be told from the motion
+  before it (a model trained only on held actions learns to carry the motion on and to ignore the action);
 - ExplorePolicy: walks forward, turns towards the more open side when a wall comes close, and sometimes turns,
   strafes or looks around on its own; it covers much more of a map than the random walk.
 
@@ -13,6 +15,7 @@ from the generator it was made with.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 
@@ -92,7 +95,7 @@ class ExplorePolicy:
         return "w"
 
 
-POLICIES = {"random": RandomPolicy, "explore": ExplorePolicy}
+POLICIES = {"random": RandomPolicy, "switching": partial(RandomPolicy, max_hold=1), "explore": ExplorePolicy}
 
 
 def make_policy(name: str, rng: np.random.Generator) -> RandomPolicy | ExplorePolicy:

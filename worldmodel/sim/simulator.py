@@ -62,6 +62,11 @@ class Simulator:
     def camera(self) -> Pose:
         return self._pose
 
+    @camera.setter
+    def camera(self, pose: Pose) -> None:
+        """Put the camera at a pose (one this world produced: no wall or range checks)."""
+        self._pose = pose
+
     def _start_pose(self) -> Pose:
         x, z = self.map.start
         return Pose((x, -EYE_HEIGHT, z), self._start_yaw)
