@@ -48,7 +48,7 @@ INSTALL_FOLDER = Path(__file__).resolve().parent / "assets" / "world"  # what Wo
 EVAL_HORIZONS = (1, 8, 32, 128)
 EVAL_WORLDS = 16
 
-# Sized for about 30 minutes on 2 CPU cores (see the model card for the measured time).
+# Sized for about an hour on 2 CPU cores (see the model card for the measured time).
 DEFAULTS = dict(work="runs/world", seed=0, ae_steps=900, ae_batch=32, ae_lr=1.5e-3, clips=2400, dit_steps=2000,
                 dit_batch=32, dit_lr=8e-4, caption_dropout=0.0, clean_chunk_prob=0.5, checkpoint_every=50,
                 text_steps=0, object_weight=0.0)
@@ -252,7 +252,11 @@ style), then the t = 0 pass that appends the frame to the history; the start fra
 frame.
 
 Data: rollouts of random and exploring policies in worlds with seeds below 1,000,000; worlds from seed 1,000,000
-on are held out. Each frame is paired with the action that produced it.
+on are held out. Each frame is paired with the action that produced it. Then an action stage: the model is
+fine-tuned on branching trajectories (a history from a policy that draws a fresh action every step, then the next
+frame under each of the nine single-key actions from the same pose), three such groups of nine in every batch of
+32 beside plain clips. Trained on plain trajectories alone the model ignored its actions (it read the motion in
+its history instead); a branch group can only be told apart by its actions.
 
 Reproduce: `sana-stream train-world --install` (seeded; stages are cached and resume), with the settings
 {config}. This build took {minutes:.0f} minutes on the machine that trained it.
