@@ -96,17 +96,23 @@ def test_policies_are_seeded_and_explore_covers_more():
         make_policy("greedy", np.random.default_rng(0))
 
 
+def warmed_up(seed: int, policy: str, warmup: int, policy_seed: int) -> Simulator:
+    """A fresh simulator taken through a rollout's unrecorded warm-up (dataset.rollout's seeding)."""
+    sim = Simulator(seed)
+    sim.reset()
+    act = make_policy(policy, np.random.default_rng([seed, policy_seed + 1]))
+    for _ in range(warmup):
+        sim.move(act(sim))
+    return sim
+
+
 def test_rollout_pairs_each_frame_with_the_action_that_made_it():
     frames, actions, caption = rollout(9, "random", 12, warmup=5, policy_seed=1)
     assert frames.shape == (12, 64, 64, 3) and actions.shape == (12, ACTION_DIM) and actions.dtype == np.float32
     again = rollout(9, "random", 12, warmup=5, policy_seed=1)
     assert np.array_equal(again[0], frames) and np.array_equal(again[1], actions)
     # Replaying the warm-up and the recorded actions in a fresh simulator gives the same frames.
-    sim = Simulator(9)
-    sim.reset()
-    policy = make_policy("random", np.random.default_rng([9, 2]))
-    for _ in range(5):
-        sim.move(policy(sim))
+    sim = warmed_up(9, "random", 5, policy_seed=1)
     replayed = [sim.step(a) for a in actions]
     assert np.array_equal(np.stack(replayed), frames)
     assert caption == sim.caption
@@ -122,11 +128,7 @@ def test_branches_share_one_history_and_differ_only_by_their_action():
     again = rollout(9, "switching", 4, warmup=5, policy_seed=1)
     assert np.array_equal(again[0], history) and np.array_equal(again[1], history_actions)
     # Every branch starts from the history's last pose.
-    sim = Simulator(9)
-    sim.reset()
-    policy = make_policy("switching", np.random.default_rng([9, 2]))
-    for _ in range(5):
-        sim.move(policy(sim))
+    sim = warmed_up(9, "switching", 5, policy_seed=1)
     for a in history_actions:
         sim.move(a)
     pose = sim.camera
