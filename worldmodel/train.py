@@ -11,9 +11,9 @@ Stages (each cached under the work folder; a rerun resumes where it stopped):
    actions passed per frame;
 5. actions: branching trajectories (worldmodel/sim/dataset.py: a history, then the next frame under each of the
    nine single-key actions from the same pose) are rendered and encoded, and the stage-4 model is fine-tuned on
-   them, with branch groups making up most of every batch and plain clips the rest. Trained on plain trajectories alone, the
-   model reads the motion in its history and ignores the action (an inverse-dynamics probe names the action in
-   its frames at chance level); a branch group can only be told apart by its actions;
+   them, with branch groups making up most of every batch and plain clips the rest. Trained on plain
+   trajectories alone, the model reads the motion in its history and ignores the action (an inverse-dynamics
+   probe names the action in its frames at chance level); a branch group can only be told apart by its actions;
 6. evaluation on held-out worlds (PSNR against the true simulator, next to the copy-last-frame baseline) and
    export: the demo's pipeline folder plus world.json and a model card with the measured numbers.
 """
@@ -98,6 +98,15 @@ def make_rollouts(cfg: WorldTrainConfig, work: Path, processes: int = 2) -> dict
 
 
 @torch.no_grad()
+def _encode(ae: DCAE, frames: np.ndarray, device: str, batch: int = 256) -> torch.Tensor:
+    """uint8 frames (..., H, W, 3) -> bf16 latents (..., C, h, w) on the CPU, encoded `batch` frames at a time."""
+    flat = frames.reshape(-1, *frames.shape[-3:])
+    latents = [ae.encode(_to_model(flat[i : i + batch]).to(device).contiguous(memory_format=torch.channels_last))
+               .to("cpu", torch.bfloat16) for i in range(0, len(flat), batch)]
+    return torch.cat(latents).unflatten(0, frames.shape[:-3])
+
+
+@torch.no_grad()
 def encode_rollouts(cfg: WorldTrainConfig, work: Path, ae: DCAE, rollouts: dict) -> dict:
     path = work / "latents.pt"
     cached = _load(path)
@@ -112,11 +121,7 @@ def encode_rollouts(cfg: WorldTrainConfig, work: Path, ae: DCAE, rollouts: dict)
     first_still = torch.rand(r, len(clip_starts), generator=rng) < 0.5
     actions[:, clip_starts] *= (~first_still).unsqueeze(-1)
 
-    latents = []
-    for i in range(r):
-        pixels = _to_model(frames[i].numpy()).to(cfg.device).contiguous(memory_format=torch.channels_last)
-        latents.append(ae.encode(pixels).to("cpu", torch.bfloat16))
-    latents = torch.stack(latents)  # (R, L, C, h, w)
+    latents = _encode(ae, frames.numpy(), cfg.device)  # (R, L, C, h, w)
     clips = latents.unflatten(1, (-1, spec.CLIP_CHUNKS)).flatten(0, 1)[: cfg.clips]
     out = {"latents": clips, "actions": actions.unflatten(1, (-1, spec.CLIP_CHUNKS)).flatten(0, 1)[: cfg.clips],
            "captions": [c for c in rollouts["captions"] for _ in range(CLIPS_PER_ROLLOUT)][: cfg.clips],
@@ -146,14 +151,9 @@ def make_branches(cfg: WorldTrainConfig, work: Path, ae: DCAE, processes: int = 
             for i in range(cfg.branch_states)]
     with get_context("fork").Pool(processes) as pool:
         results = pool.map(_branch_job, jobs, chunksize=16)
-
-    def encode(frames: np.ndarray) -> torch.Tensor:
-        pixels = _to_model(frames).to(cfg.device).contiguous(memory_format=torch.channels_last)
-        return ae.encode(pixels).to("cpu", torch.bfloat16)
-
-    out = {"history": torch.stack([encode(r[0]) for r in results]),
+    out = {"history": _encode(ae, np.stack([r[0] for r in results]), cfg.device),
            "history_actions": torch.from_numpy(np.stack([r[1] for r in results])),
-           "branches": torch.stack([encode(r[2]) for r in results]),
+           "branches": _encode(ae, np.stack([r[2] for r in results]), cfg.device),
            "branch_actions": torch.from_numpy(np.stack([r[3] for r in results])),
            "captions": [r[4] for r in results]}
     _save(path, out)
@@ -251,12 +251,12 @@ Stepping (world.json): two denoising passes per action, at t = 1000 and t = 500 
 style), then the t = 0 pass that appends the frame to the history; the start frame is encoded as one history
 frame.
 
-Data: rollouts of random and exploring policies in worlds with seeds below 1,000,000; worlds from seed 1,000,000
-on are held out. Each frame is paired with the action that produced it. Then an action stage: the model is
-fine-tuned on branching trajectories (a history from a policy that draws a fresh action every step, then the next
-frame under each of the nine single-key actions from the same pose), three such groups of nine in every batch of
-32 beside plain clips. Trained on plain trajectories alone the model ignored its actions (it read the motion in
-its history instead); a branch group can only be told apart by its actions.
+Data: rollouts of random and exploring policies in worlds with seeds below 1,000,000; worlds from seed 1,000,000 on
+are held out. Each frame is paired with the action that produced it. Then an action stage: the model is fine-tuned
+on branching trajectories (a history from a policy that draws a fresh action every step, then the next frame under
+each of the nine single-key actions from the same pose), whole groups making up most of every batch beside plain
+clips (`branch_groups` below). Trained on plain trajectories alone the model ignored its actions (it read the
+motion in its history instead); a branch group can only be told apart by its actions.
 
 Reproduce: `sana-stream train-world --install` (seeded; stages are cached and resume), with the settings
 {config}. This build took {minutes:.0f} minutes on the machine that trained it.
