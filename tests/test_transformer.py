@@ -324,6 +324,41 @@ def test_state_batch_runs_streams_at_different_places_in_one_pass(video, window)
             video(chunks[3][:2], t[:2], text[:2], mask[:2], state=batch)
 
 
+@pytest.mark.parametrize("window", [None, 2])
+def test_append_in_the_same_pass_equals_append_then_forward(video, window):
+    # forward(x, state=, append=c) must be append_state(state, c) then forward(x, state=): the same output and
+    # the same state, past the window too (the chunk the append evicts must be gone for x but not for c), for
+    # single streams and a StateBatch of streams at different places.
+    x, text, mask = video_inputs(batch=2, frames=12)
+    chunks = x.split(2, dim=2)
+    t = torch.tensor([[900.0], [400.0]])
+    with torch.no_grad():
+        for batched in (False, True):
+            two_pass = [video.new_state(1, window=window) for _ in range(2)]
+            one_pass = [video.new_state(1, window=window) for _ in range(2)]
+            video.append_state(two_pass[1], chunks[0][1:], text[1:], mask[1:])  # the second stream is ahead
+            video.append_state(one_pass[1], chunks[0][1:], text[1:], mask[1:])
+            a_state = ss.model.StateBatch(two_pass) if batched else two_pass[0]
+            b_state = ss.model.StateBatch(one_pass) if batched else one_pass[0]
+            rows = slice(None) if batched else slice(0, 1)
+            for c, nxt in zip(chunks[1:], chunks[2:]):
+                nxt = nxt[:, :, :1]
+                video.append_state(a_state, c[rows], text[rows], mask[rows])
+                a = video(nxt[rows], t[rows], text[rows], mask[rows], state=a_state)
+                b = video(nxt[rows], t[rows], text[rows], mask[rows], state=b_state, append=c[rows])
+                assert max_err(a, b) <= TOL
+            for u, v in zip(two_pass, one_pass):
+                assert (u.frames, u.chunks) == (v.frames, v.chunks)
+                for ta, tb in zip(u._tensors(), v._tensors()):
+                    assert max_err(ta, tb) <= TOL * max(1.0, tb.abs().max().item())
+        with pytest.raises(ValueError, match="state="):
+            video(chunks[1], t[:, 0], text, mask, append=chunks[0])
+        with pytest.raises(ValueError, match="shaped like x"):
+            video(chunks[1], t[:, 0], text, mask, state=video.new_state(2), append=chunks[0][:, :2])
+        with pytest.raises(ValueError, match="NaN"):
+            video(chunks[1], t[:, 0], text, mask, state=video.new_state(2), append=chunks[0] * float("nan"))
+
+
 def test_state_clone_is_independent(video):
     x, text, mask = video_inputs(batch=1, frames=2)
     with torch.no_grad():

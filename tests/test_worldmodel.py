@@ -86,7 +86,7 @@ def test_reset_and_step_give_frames_and_info(wm):
         obs = wm.step("w+a")
         assert obs.frames.shape == (1, SIZE, SIZE, 3) and obs.frames.dtype == np.uint8
         assert obs.info["frame_index"] == step and obs.info["step"] == step
-        assert set(obs.info["timings_ms"]) == {"generate", "append", "decode", "total"}
+        assert set(obs.info["timings_ms"]) == {"generate", "decode", "total"}
     assert np.array_equal(wm.frame, obs.frame)
     # code written for batches may pass one world's action in a sequence of one
     snap = wm.snapshot()
@@ -105,6 +105,36 @@ def test_same_seed_and_actions_same_frames_and_every_input_matters(wm):
     # the prompt conditions the world too
     wm.reset(seed=0, image=start_image(), prompt="a long corridor")
     assert not np.array_equal(first[0], wm.step(actions[0]).frames)
+
+
+def test_steps_equal_appending_each_frame_before_denoising_the_next(wm):
+    # step() folds each frame's t = 0 append into the next step's first pass. The frames must be those of the
+    # plain order, written out here from the public pieces: append the start frames, then per action denoise a
+    # frame against the history and append it, with its own action; past the history window too.
+    from sana_stream.pipeline.pipeline import to_uint8, to_unit
+    from sana_stream.sampling import make_sampler
+    from worldmodel.actions import encode_action
+
+    actions = ["w", "a", "i+l", "none", "s", "d", "w"]
+    got = rollout(wm, actions, seed=3)[:, 0]
+    pipe, model, cfg = wm.pipeline, wm.pipeline.transformer, wm.config
+    emb, mask = pipe.encode_prompt(PROMPT)
+    gen = torch.Generator().manual_seed(3)
+    sampler = make_sampler("longsana", timesteps=cfg.timesteps)
+    state = model.new_state(1, window=cfg.window)
+    with torch.no_grad():
+        start = wm._encode_images(start_image()).repeat(1, 1, cfg.context_frames, 1, 1)
+        model.append_state(state, start, emb, mask, action=torch.zeros(1, cfg.context_frames, ACTION_DIM))
+        want = []
+        for a in actions:
+            action = torch.from_numpy(encode_action(a))[None, None]
+            x = torch.randn((1, model.config.in_channels, 1, *start.shape[-2:]), generator=gen)
+            for i, t in enumerate(sampler.timesteps):
+                x = sampler.step(model(x, t[None], emb, mask, state=state, action=action), i, x, generator=gen)
+            model.append_state(state, x, emb, mask, action=action)
+            pixels = pipe.vae.decode(pipe.vae.denormalize_latents(x))[:, :, 0]
+            want.append(to_uint8(to_unit(pixels).permute(0, 2, 3, 1))[0])
+    assert np.abs(got.astype(int) - np.stack(want).astype(int)).max() <= 1  # fp32 rounding only
 
 
 def test_reset_without_image_imagines_a_start(wm):

@@ -29,24 +29,31 @@ def relu_linear_attention(
     eps: float,
     rope: tuple[torch.Tensor, torch.Tensor] | None = None,
     history: AttentionSums | None = None,
+    evicted: AttentionSums | None = None,
+    record_chunk: int = -1,
 ) -> tuple[torch.Tensor, AttentionSums]:
     """q, k, v: (B, N, h, d). chunks: consecutive token ranges covering N; tokens attend to their own chunk,
-    every earlier chunk and `history`. Returns the output (B, N, h, d) fp32 and this input's own sums."""
+    every earlier chunk and `history`. evicted: part of `history` that chunks after the first no longer see (a
+    windowed stream drops its oldest chunk when the first chunk joins it). Returns the output (B, N, h, d) fp32
+    and this input's own sums up to and including chunk `record_chunk`."""
     q, k, v = F.relu(q.float()), F.relu(k.float()), v.float()
     q_rot, k_rot = (apply_rope(q, *rope), apply_rope(k, *rope)) if rope is not None else (q, k)
     own_kv = own_z = None
-    outputs = []
-    for start, end in chunks:
+    outputs, cumulative = [], []
+    for i, (start, end) in enumerate(chunks):
         kv_c = torch.einsum("bnhv,bnhk->bhvk", v[:, start:end], k_rot[:, start:end])
         z_c = k[:, start:end].sum(dim=1)
         own_kv = kv_c if own_kv is None else own_kv + kv_c
         own_z = z_c if own_z is None else own_z + z_c
+        cumulative.append((own_kv, own_z))
+        if i == 1 and evicted is not None:
+            history = (history[0] - evicted[0], history[1] - evicted[1])
         kv, z = (own_kv, own_z) if history is None else (own_kv + history[0], own_z + history[1])
         numerator = torch.einsum("bhvk,bnhk->bnhv", kv, q_rot[:, start:end])
         denominator = torch.einsum("bhk,bnhk->bnh", z, q[:, start:end])
         outputs.append(numerator / (denominator.unsqueeze(-1) + eps))
     out = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)
-    return out, (own_kv, own_z)
+    return out, cumulative[record_chunk]
 
 
 class LinearSelfAttention(nn.Module):
@@ -67,14 +74,16 @@ class LinearSelfAttention(nn.Module):
         chunks: list[tuple[int, int]],
         rope: tuple[torch.Tensor, torch.Tensor] | None,
         history: AttentionSums | None,
+        evicted: AttentionSums | None = None,
+        record_chunk: int = -1,
     ) -> tuple[torch.Tensor, AttentionSums]:
-        """x: (B, N, D) -> (B, N, D), plus this input's own attention sums."""
+        """x: (B, N, D) -> (B, N, D), plus this input's own attention sums (see relu_linear_attention)."""
         q, k, v = self.to_q(x), self.to_k(x), self.to_v(x)
         if self.norm_q is not None:
             q, k = self.norm_q(q), self.norm_k(k)
         shape = (x.shape[0], x.shape[1], self.heads, self.head_dim)
         out, sums = relu_linear_attention(
-            q.view(shape), k.view(shape), v.view(shape), chunks, self.eps, rope, history
+            q.view(shape), k.view(shape), v.view(shape), chunks, self.eps, rope, history, evicted, record_chunk
         )
         return self.to_out[0](out.flatten(2).to(x.dtype)), sums
 

@@ -59,11 +59,12 @@ class MixFFN(nn.Module):
         return out
 
     def forward(
-        self, x: torch.Tensor, chunk_ends: list[int], previous: torch.Tensor | None
+        self, x: torch.Tensor, chunk_ends: list[int], previous: torch.Tensor | None, record_frame: int = -1
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: (B, T, H, W, D) -> (out (B, T, H·W, D), y of the last frame (B, H·W, D) for a stream's state)."""
+        """x: (B, T, H, W, D) -> (out (B, T, H·W, D), y of frame `record_frame` (B, H·W, D) for a stream's state:
+        the last frame of the chunk being appended)."""
         b, t, h, w, d = x.shape
         y = self.spatial(x).view(b, t, h * w, d)
         if self.conv_temp is None:
-            return y, y[:, -1]
-        return self.temporal(y, chunk_ends, previous), y[:, -1]
+            return y, y[:, record_frame]
+        return self.temporal(y, chunk_ends, previous), y[:, record_frame]

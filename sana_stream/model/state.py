@@ -79,6 +79,13 @@ class StreamState:
         sums = (self._kv[layer][keep].sum(0), self._z[layer][keep].sum(0))
         return sums, self._before[layer]
 
+    def evicted(self, layer: int) -> AttentionSums | None:
+        """The sums the next append pushes out of the window (the oldest chunk's); None when nothing leaves."""
+        if self.window is None or self.chunks < self.window:
+            return None
+        slot = self.chunks % self.window
+        return self._kv[layer][slot], self._z[layer][slot]
+
     def append(self, records: list[BlockRecord], frames: int, grid: tuple[int, int],
                replace_newest: bool = False) -> None:
         """Add one finished chunk (`frames` latent frames on a `grid` of tokens) to the history, or, with
@@ -157,7 +164,7 @@ class StateBatch:
         self.states = states
         self.batch_size = sum(s.batch_size for s in states)
         # Every denoising step of a chunk reads the same histories: each layer's are stacked once, until append.
-        self._stacked: dict[tuple[int, bool], tuple[AttentionSums | None, torch.Tensor | None]] = {}
+        self._stacked: dict[tuple[int, bool | str], tuple[AttentionSums | None, torch.Tensor | None]] = {}
 
     @property
     def num_layers(self) -> int:
@@ -182,6 +189,15 @@ class StateBatch:
             z = self._stack([None if sums is None else sums[1] for sums, _ in parts])
             self._stacked[key] = (None if kv is None else (kv, z)), self._stack([features for _, features in parts])
         return self._stacked[key]
+
+    def evicted(self, layer: int) -> AttentionSums | None:
+        key = (layer, "evicted")
+        if key not in self._stacked:
+            parts = [s.evicted(layer) for s in self.states]
+            kv = self._stack([None if sums is None else sums[0] for sums in parts])
+            z = self._stack([None if sums is None else sums[1] for sums in parts])
+            self._stacked[key] = (None if kv is None else (kv, z)), None
+        return self._stacked[key][0]
 
     def _stack(self, rows: list[torch.Tensor | None]) -> torch.Tensor | None:
         like = next((r for r in rows if r is not None), None)

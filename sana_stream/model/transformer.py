@@ -69,22 +69,25 @@ class SanaBlock(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor] | None,
         history: AttentionSums | None,
         previous_features: torch.Tensor | None,
+        evicted: AttentionSums | None = None,
+        record_chunk: int = -1,
     ) -> tuple[torch.Tensor, BlockRecord]:
-        """x: (B, T, S, D); t0: (B, T or 1, 6·D). Returns the new x and what this input adds to a stream's state."""
+        """x: (B, T, S, D); t0: (B, T or 1, 6·D). Returns the new x and what its chunks up to `record_chunk` add to
+        a stream's state (evicted: see relu_linear_attention)."""
         b, t, s, d = x.shape
         mod = (self.scale_shift_table + t0.unflatten(-1, (6, d))).unsqueeze(2)  # (B, T, 1, 6, D)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mod.unbind(dim=3)
 
         h = F.layer_norm(x, (d,), eps=self.norm_eps) * (1 + scale_msa) + shift_msa
         token_chunks = [(start * s, end * s) for start, end in frame_chunks]
-        attn, sums = self.attn1(h.view(b, t * s, d), token_chunks, rope, history)
+        attn, sums = self.attn1(h.view(b, t * s, d), token_chunks, rope, history, evicted, record_chunk)
         x = x + gate_msa * attn.view(b, t, s, d)
 
         x = x + self.attn2(x.view(b, t * s, d), text, text_bias).view(b, t, s, d)
 
         h = F.layer_norm(x, (d,), eps=self.norm_eps) * (1 + scale_mlp) + shift_mlp
         chunk_ends = [end - 1 for _, end in frame_chunks]
-        ff, last = self.ff(h.view(b, t, *grid, d), chunk_ends, previous_features)
+        ff, last = self.ff(h.view(b, t, *grid, d), chunk_ends, previous_features, chunk_ends[record_chunk])
         x = x + gate_mlp * ff
         return x, BlockRecord(sums, last if self.ff.conv_temp is not None else None)
 
@@ -222,11 +225,17 @@ class SanaTransformer(nn.Module):
         guidance: torch.Tensor | None = None,
         state: StreamState | StateBatch | None = None,
         action: torch.Tensor | None = None,
+        append: torch.Tensor | None = None,
+        append_action: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Velocity prediction with x's shape. timestep: (B,) or per latent frame (B, T), diffusers scale.
-        action: world models only, (B, T, action_dim) per latent frame."""
+        action: world models only, (B, T, action_dim) per latent frame.
+
+        append (with state=): a finished clean chunk (B, C, T', H, W) added to the state in this same pass, ahead
+        of x; the result and the state are those of append_state(state, append) then forward(x, state=state), for
+        one pass over T' + T frames instead of two (append_action: its actions, world models only)."""
         out, _ = self._run(x, timestep, encoder_hidden_states, encoder_attention_mask, chunk_frames, guidance,
-                           state, need_output=True, action=action)
+                           state, need_output=True, action=action, append=append, append_action=append_action)
         return out
 
     def new_state(self, batch_size: int, window: int | None = None) -> StreamState:
@@ -263,12 +272,15 @@ class SanaTransformer(nn.Module):
         state.append(records, frames, grid, replace_newest=replace_last)
 
     def _run(self, x, timestep, text, text_mask, chunk_frames, guidance, state, need_output, replace_last=False,
-             action=None):
+             action=None, append=None, append_action=None):
         timestep, guidance, action = self._check_inputs(x, timestep, text, text_mask, guidance, action)
         image_input = x.ndim == 4
         if image_input:
             x = x.unsqueeze(2)
         b = x.shape[0]
+        if append is not None:
+            x, timestep, action = self._with_append(x, timestep, action, append, append_action, text, text_mask,
+                                                    guidance, state, chunk_frames)
         tokens, (t, h, w) = self._embed(x)
 
         if chunk_frames is not None and (not isinstance(chunk_frames, int) or chunk_frames < 1):
@@ -279,7 +291,8 @@ class SanaTransformer(nn.Module):
             if chunk_frames is not None:
                 raise ValueError("pass either state= (one chunk after the history) or chunk_frames=, not both")
             state.check_fits(b, (h, w))
-        frame_chunks = chunk_bounds(t, chunk_frames)
+        appended = 0 if append is None else append.shape[2] // self.config.patch_size[0]
+        frame_chunks = chunk_bounds(t, chunk_frames) if not appended else [(0, appended), (appended, t)]
         frame_start = 0 if state is None else state.frame_start(replace_last)
         rope = self.rope(frame_start, t, h, w, x.device) if self.rope is not None else None
 
@@ -287,8 +300,13 @@ class SanaTransformer(nn.Module):
         records = []
         for i, block in enumerate(self.transformer_blocks):
             history, previous = state.history(i, replace_last) if state is not None else (None, None)
-            tokens, record = block(tokens, t0, text, text_bias, (h, w), frame_chunks, rope, history, previous)
+            evicted = state.evicted(i) if appended else None
+            tokens, record = block(tokens, t0, text, text_bias, (h, w), frame_chunks, rope, history, previous,
+                                   evicted, record_chunk=0 if appended else -1)
             records.append(record)
+        if appended:
+            state.append(records, append.shape[2], (h, w))
+            tokens, t_emb, t = tokens[:, appended:], t_emb[:, appended:], t - appended
         if not need_output:
             return None, records
 
@@ -298,6 +316,29 @@ class SanaTransformer(nn.Module):
         out = out.view(b, t, h, w, pt, ph, pw, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
         out = out.reshape(b, -1, t * pt, h * ph, w * pw)
         return (out[:, :, 0] if image_input else out), records
+
+    def _with_append(self, x, timestep, action, append, append_action, text, text_mask, guidance, state,
+                     chunk_frames):
+        """x with the clean chunk to append put in front, and per-frame timesteps (0 for it) and actions."""
+        if state is None or chunk_frames is not None:
+            raise ValueError("append= adds a chunk to a stream's state: pass state= (and no chunk_frames=)")
+        if x.ndim != 5:
+            raise ValueError("append= needs video input (B, C, T, H, W)")
+        if not isinstance(append, torch.Tensor) or append.ndim != 5 or (
+                append.shape[:2] != x.shape[:2] or append.shape[3:] != x.shape[3:]):
+            shape = tuple(append.shape) if isinstance(append, torch.Tensor) else type(append).__name__
+            raise ValueError(f"append must be a clean chunk shaped like x (B, C, T', H, W) = "
+                             f"{tuple(x.shape[:2])} + (T',) + {tuple(x.shape[3:])}, got {shape}")
+        if self.config.patch_size[0] != 1:
+            raise ValueError("append= needs a temporal patch size of 1 (per-frame timesteps)")
+        b, frames = x.shape[0], x.shape[2]
+        zero = torch.zeros(b, append.shape[2], device=x.device)
+        _, _, append_action = self._check_inputs(append, zero, text, text_mask, guidance, append_action)
+        timestep = torch.cat([zero, (timestep if timestep.ndim == 2 else timestep[:, None].expand(b, frames))
+                              .to(zero.dtype)], dim=1)
+        if action is not None:
+            action = torch.cat([append_action.to(action.dtype), action], dim=1)
+        return torch.cat([append.to(x.dtype), x], dim=2), timestep, action
 
     # ----- saving ---------------------------------------------------------------------------------------------
 
