@@ -203,7 +203,7 @@ def speed(wm: WorldModel, seed: int, steps: int, batch: int) -> dict[str, float]
     one = wm.sibling(batch_size=1)
     reset_like(one, sims, starts, seed=0)
     actions = [make_policy("random", np.random.default_rng(seed))(sims[0]) for _ in range(steps)]
-    for a in actions[:3]:  # warm-up
+    for a in actions[:3]:  # warm-up (a compiled model compiles here: the first step, then the fused append)
         one.step(a)
     latencies, parts = [], {"generate": [], "decode": []}
     for a in actions:
@@ -215,8 +215,9 @@ def speed(wm: WorldModel, seed: int, steps: int, batch: int) -> dict[str, float]
 
     many = wm.sibling(batch_size=batch)
     reset_like(many, sims * batch, np.repeat(starts, batch, axis=0), seed=0)
-    many.step(["w"] * batch)  # warm-up
-    rounds = max(3, steps // 4)
+    for _ in range(3):  # warm-up
+        many.step(["w"] * batch)
+    rounds = max(3, steps // 2)
     start = time.perf_counter()
     for a in actions[:rounds]:
         many.step([a] * batch)
@@ -266,6 +267,9 @@ def main() -> None:
     parser.add_argument("--probe-iterations", type=int, default=1500)
     parser.add_argument("--speed-steps", type=int, default=60)
     parser.add_argument("--batch", type=int, default=16, help="batch size of the throughput measurement")
+    parser.add_argument("--compile", action="store_true",
+                        help="also measure speed with compile=True (torch.compile of the transformer blocks and the "
+                             "decoder), against the eager figures of the same run")
     parser.add_argument("--quick", action="store_true", help="a smoke run: fewer sequences, steps and iterations")
     args = parser.parse_args()
     if args.quick:
@@ -302,21 +306,28 @@ def main() -> None:
     print(f"  on held-out real pairs {real:.1%}; on {len(predicted[2])} predicted pairs {model_acc:.1%} "
           f"(target ≥ {TARGETS['probe']:.0%}: {'yes' if model_acc >= TARGETS['probe'] else 'NO'})")
 
-    s = speed(wm, args.first_seed, args.speed_steps, args.batch)
-    rows = [
-        ("step() latency, batch 1, median", f"{s['step_ms']:.1f} ms", f"≤ {TARGETS['step_ms']:.0f} ms",
-         s["step_ms"] <= TARGETS["step_ms"], f"p90 {s['step_p90_ms']:.1f} ms; generate {s['generate_ms']:.1f} (with the previous "
-         f"frame's append), decode {s['decode_ms']:.1f}"),
-        (f"throughput, batch {args.batch}", f"{s['steps_per_s']:.1f} /s", f"≥ {TARGETS['steps_per_s']:.0f} /s",
-         s["steps_per_s"] >= TARGETS["steps_per_s"], "world-steps per second"),
-        ("snapshot + restore, median", f"{s['snapshot_ms']:.3f} ms", f"≤ {TARGETS['snapshot_ms']:.0f} ms",
-         s["snapshot_ms"] <= TARGETS["snapshot_ms"] and s["exact"],
-         f"restored future identical: {'yes' if s['exact'] else 'NO'}; {s['snapshot_bytes'] / 1024:.0f} KiB"),
-    ]
+    runs = {"eager": speed(wm, args.first_seed, args.speed_steps, args.batch)}
+    if args.compile:
+        compiled = WorldModel.from_pretrained(args.model, compile=True)
+        runs["compiled"] = speed(compiled, args.first_seed, args.speed_steps, args.batch)
     print(f"\nspeed ({torch.get_num_threads()} threads)")
-    print(f"  {'':32} {'measured':>11} {'target':>10}  ok")
-    for name, measured, target, ok, note in rows:
-        print(f"  {name:32} {measured:>11} {target:>10}  {'yes' if ok else 'NO':3}  ({note})")
+    print(f"  {'':42} {'measured':>11} {'target':>10}  ok")
+    for label, s in runs.items():
+        eager = runs["eager"]
+        faster = {} if label == "eager" else {"step": f"; {eager['step_ms'] / s['step_ms']:.2f}x eager",
+                                              "batch": f"; {s['steps_per_s'] / eager['steps_per_s']:.2f}x eager"}
+        rows = [
+            ("step() latency, batch 1, median", f"{s['step_ms']:.1f} ms", f"≤ {TARGETS['step_ms']:.0f} ms",
+             s["step_ms"] <= TARGETS["step_ms"], f"p90 {s['step_p90_ms']:.1f} ms; generate {s['generate_ms']:.1f} "
+             f"(with the previous frame's append), decode {s['decode_ms']:.1f}{faster.get('step', '')}"),
+            (f"throughput, batch {args.batch}", f"{s['steps_per_s']:.1f} /s", f"≥ {TARGETS['steps_per_s']:.0f} /s",
+             s["steps_per_s"] >= TARGETS["steps_per_s"], f"world-steps per second{faster.get('batch', '')}"),
+            ("snapshot + restore, median", f"{s['snapshot_ms']:.3f} ms", f"≤ {TARGETS['snapshot_ms']:.0f} ms",
+             s["snapshot_ms"] <= TARGETS["snapshot_ms"] and s["exact"],
+             f"restored future identical: {'yes' if s['exact'] else 'NO'}; {s['snapshot_bytes'] / 1024:.0f} KiB"),
+        ]
+        for name, measured, target, ok, note in rows:
+            print(f"  {label + ': ' + name:42} {measured:>11} {target:>10}  {'yes' if ok else 'NO':3}  ({note})")
     print(f"\ngymnasium check_env on WorldEnv: {gym_check(wm)}")
 
 

@@ -4,6 +4,7 @@ bad input (rejected without changing the world) and the gymnasium wrapper."""
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 from pathlib import Path
 
@@ -135,6 +136,18 @@ def test_steps_equal_appending_each_frame_before_denoising_the_next(wm):
             pixels = pipe.vae.decode(pipe.vae.denormalize_latents(x))[:, :, 0]
             want.append(to_uint8(to_unit(pixels).permute(0, 2, 3, 1))[0])
     assert np.abs(got.astype(int) - np.stack(want).astype(int)).max() <= 1  # fp32 rounding only
+
+
+@pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
+                    reason="torch.compile's CPU backend needs a C++ compiler")
+def test_compiled_world_model_steps_like_the_eager_one(folder, wm):
+    # compile=True compiles the transformer blocks and the decoder: the same frames (fp32: rounding only), for
+    # every shape a rollout passes through (reset, the first step, the fused append and past the window).
+    compiled = WorldModel.from_pretrained(folder, dtype=torch.float32, compile=True)
+    actions = ["w", "a", "i+l", "none", "s"]
+    got, want = rollout(compiled, actions, seed=5), rollout(wm, actions, seed=5)
+    assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+    assert compiled.pipeline.transformer.transformer_blocks[0]._compiled_call_impl is not None
 
 
 def test_reset_without_image_imagines_a_start(wm):

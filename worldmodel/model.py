@@ -217,10 +217,11 @@ class WorldModel:
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, *, batch_size: int = 1,
                         dtype: torch.dtype | None = torch.bfloat16,
-                        device: torch.device | str | None = None) -> "WorldModel":
+                        device: torch.device | str | None = None, compile: bool = False) -> "WorldModel":
         """Load a world folder: a pipeline folder (load_pipeline's format) with a world.json beside it.
         path=None: the world model shipped in worldmodel/assets/world. dtype: transformer and text encoder
-        (bf16 is the fast one on CPU; never fp16 there)."""
+        (bf16 is the fast one on CPU; never fp16 there). compile: torch.compile the transformer blocks and the
+        decoder (Pipeline.compile): faster steps after a one-off compile on the first steps; needs a C++ compiler."""
         from sana_stream import load_pipeline  # here, not at the top: RemoteWorldModel users never load models
 
         folder = DEFAULT_WORLD if path is None else Path(path)
@@ -230,7 +231,8 @@ class WorldModel:
                                         "of a world folder (a pipeline folder with a world.json)")
             raise FileNotFoundError(f"{folder} is not a world folder: no {WORLD_FILE} in it")
         config = WorldConfig.from_file(folder / WORLD_FILE)
-        return cls(load_pipeline(folder, dtype=dtype, device=device), config, batch_size=batch_size)
+        pipeline = load_pipeline(folder, dtype=dtype, device=device)
+        return cls(pipeline.compile() if compile else pipeline, config, batch_size=batch_size)
 
     def sibling(self, batch_size: int | None = None) -> "WorldModel":
         """New, independent worlds on the same loaded weights (a server makes one per session this way).
@@ -298,7 +300,7 @@ class WorldModel:
             latents = self._denoise(run, still, self.config.context_frames)
         else:
             latents = latents.repeat(1, 1, self.config.context_frames, 1, 1)
-        run.pending, run.pending_action = latents.to(model.dtype), still  # the first step appends them
+        model.append_state(run.state, latents.to(model.dtype), *run.text, action=still)
         frames = self._decode(run, latents)
         run.frame = frames[:, -1].copy()
         self._run = run  # only now: a rejected reset leaves the previous worlds as they were

@@ -46,7 +46,7 @@ def relu_linear_attention(
         own_kv = kv_c if own_kv is None else own_kv + kv_c
         own_z = z_c if own_z is None else own_z + z_c
         cumulative.append((own_kv, own_z))
-        if i == 1 and evicted is not None:
+        if i == 1 and evicted is not None and history is not None:
             history = (history[0] - evicted[0], history[1] - evicted[1])
         kv, z = (own_kv, own_z) if history is None else (own_kv + history[0], own_z + history[1])
         numerator = torch.einsum("bhvk,bnhk->bnhv", kv, q_rot[:, start:end])

@@ -80,11 +80,13 @@ class StreamState:
         return sums, self._before[layer]
 
     def evicted(self, layer: int) -> AttentionSums | None:
-        """The sums the next append pushes out of the window (the oldest chunk's); None when nothing leaves."""
-        if self.window is None or self.chunks < self.window:
+        """The sums the next append pushes out of the window: the oldest chunk's, or zeros while the window is not
+        yet full (the ring slot the append will fill is still empty); None for a global history."""
+        if self.window is None:
             return None
         slot = self.chunks % self.window
-        return self._kv[layer][slot], self._z[layer][slot]
+        # Copies, not views: a view's offset moves round the ring, and a compiled model would recompile for it.
+        return self._kv[layer][slot].clone(), self._z[layer][slot].clone()
 
     def append(self, records: list[BlockRecord], frames: int, grid: tuple[int, int],
                replace_newest: bool = False) -> None:
