@@ -1,9 +1,8 @@
-"""`train-world`'s action stages: branch groups are laid out and drawn whole, imagined histories are the model's
-own, and the stages fine-tune the model before them, checkpoint and resume."""
+"""`train-world`'s action stage: branch groups are laid out and drawn whole, and the stage fine-tunes the base
+model, checkpoints and resumes."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
@@ -13,9 +12,7 @@ from sana_stream.vae.dc_ae import DCAE
 from sana_stream.vae.dc_ae_config import DCAEConfig
 from worldmodel import spec
 from worldmodel.sim import BRANCH_ACTIONS
-from sana_stream.text import TextEncoder
-from worldmodel.train import (_encode, _render_branches, imagine, train_actions, train_imagined, with_branches,
-                              world_config)
+from worldmodel.train import train_actions, with_branches, world_config
 
 
 def test_branch_groups_are_drawn_whole_beside_plain_clips():
@@ -69,43 +66,3 @@ def test_action_stage_fine_tunes_the_base_model_and_resumes(tmp_path):
     cfg.action_steps = 3
     train_actions(cfg, tmp_path, data, ae, base, text)
     assert torch.load(tmp_path / "actions.pt", weights_only=True)["step"] == 3
-
-
-def test_imagined_stage_takes_histories_from_the_model_and_fine_tunes(tmp_path):
-    cfg = world_config(work=str(tmp_path), branch_states=2, imagined_states=2, imagined_lead=1, branch_groups=1,
-                       imagined_steps=2, dit_batch=10, checkpoint_every=1)
-    torch.manual_seed(0)
-    ae = DCAE(DCAEConfig.from_dict(spec.AUTOENCODER)).eval()
-    base = SanaTransformer(TransformerConfig.from_dict(spec.TRANSFORMER))
-    with torch.no_grad():  # a random action path, so the imagined frames depend on the actions
-        for p in base.action_embedder.parameters():
-            p.normal_(0, 0.1)
-    tokenizer = spec.demo.build_tokenizer(spec.WORDS)
-    text = spec.build_text_model(len(tokenizer), 0)
-    data = {"latents": torch.randn(4, spec.CLIP_CHUNKS, spec.LATENT_CHANNELS, 8, 8), "actions": torch.zeros(4, 5, 14),
-            "captions": ["a walk through a brick maze"] * 4, "scaling_factor": 1.0}
-    model, _, _ = train_imagined(cfg, tmp_path, data, ae, base, tokenizer, text)
-
-    imagined = torch.load(tmp_path / "imagined_branches.pt", weights_only=True)
-    window = spec.CLIP_CHUNKS - 1
-    assert imagined["history"].shape == (2, window, spec.LATENT_CHANNELS, 8, 8)
-    # The same trajectories again: the branches are the simulator's, the history is what imagine() makes from the
-    # first true frame through the trajectory's actions (its last `window` frames), not the true frames.
-    runs = _render_branches(2, 1 + cfg.imagined_lead + window, [cfg.seed, 6])
-    frames, actions = np.stack([r[0] for r in runs]), torch.from_numpy(np.stack([r[1] for r in runs]))
-    assert torch.equal(imagined["branches"], _encode(ae, np.stack([r[2] for r in runs]), "cpu"))
-    assert torch.equal(imagined["history_actions"], actions[:, -window:])
-    emb, mask = TextEncoder(tokenizer, text, cache_size=0).embed([r[4] for r in runs], "", spec.TEXT_LENGTH)
-    made = imagine(base, _encode(ae, frames[:, 0], "cpu").float(), actions[:, 1:], emb, mask,
-                   torch.Generator().manual_seed(cfg.seed * 13 + 6))
-    assert torch.equal(imagined["history"], made[:, :, -window:].permute(0, 2, 1, 3, 4).to(torch.bfloat16))
-    assert not torch.allclose(imagined["history"].float(), _encode(ae, frames[:, -window:], "cpu").float(), atol=0.1)
-
-    assert torch.load(tmp_path / "branches.pt", weights_only=True)["history"].shape[0] == 2  # true ones beside
-    assert torch.load(tmp_path / "imagined.pt", weights_only=True)["step"] == 2
-    # Started from the stage-5 weights (not a fresh init) and moved away from them; resumes.
-    assert not torch.equal(model.action_embedder.linear_2.weight, base.action_embedder.linear_2.weight)
-    assert torch.allclose(model.proj_out.weight, base.proj_out.weight, atol=0.05)
-    cfg.imagined_steps = 3
-    train_imagined(cfg, tmp_path, data, ae, base, tokenizer, text)
-    assert torch.load(tmp_path / "imagined.pt", weights_only=True)["step"] == 3

@@ -60,10 +60,6 @@ class WorldTrainConfig(TrainConfig):
     branch_groups: int = 3  # branch groups per batch in stage 5 (the rest of the batch is plain clips)
     action_steps: int = 3500  # stage 5's fine-tuning steps
     action_lr: float = 4e-4
-    imagined_states: int = 2400  # stage 6: branch groups whose history the model itself imagined
-    imagined_lead: int = 4  # steps the model takes from a true frame before its history window starts
-    imagined_steps: int = 0  # stage 6's fine-tuning steps (0: no stage 6)
-    imagined_lr: float = 2e-4
 
 
 def world_config(**overrides) -> WorldTrainConfig:
@@ -137,29 +133,24 @@ def encode_rollouts(cfg: WorldTrainConfig, work: Path, ae: DCAE, rollouts: dict)
 # ----- stage 5: actions ---------------------------------------------------------------------------------------
 
 
-def _branch_job(job: tuple[int, int, int, int]):
-    seed, warmup, policy_seed, history = job
-    return branching(seed, history, warmup=warmup, policy_seed=policy_seed)
-
-
-def _render_branches(count: int, history: int, seed: list[int], processes: int = 2) -> list:
-    """`count` branching trajectories with `history` frames in training worlds (worldmodel.sim.branching)."""
-    rng = np.random.default_rng(seed)
-    jobs = [(int(rng.integers(spec.EVAL_SEED_START)), int(rng.integers(MAX_WARMUP + 1)), i, history)
-            for i in range(count)]
-    with get_context("fork").Pool(processes) as pool:
-        return pool.map(_branch_job, jobs, chunksize=16)
+def _branch_job(job: tuple[int, int, int]):
+    seed, warmup, policy_seed = job
+    return branching(seed, spec.CLIP_CHUNKS - 1, warmup=warmup, policy_seed=policy_seed)
 
 
 @torch.no_grad()
-def make_branches(cfg: WorldTrainConfig, work: Path, ae: DCAE) -> dict:
+def make_branches(cfg: WorldTrainConfig, work: Path, ae: DCAE, processes: int = 2) -> dict:
     """Branching trajectories in training worlds, encoded: history (S, CLIP_CHUNKS - 1, C, h, w), branches
     (S, len(BRANCH_ACTIONS), C, h, w), their actions, captions [S]."""
     path = work / "branches.pt"
     cached = _load(path)
     if cached is not None and cached["history"].shape[0] == cfg.branch_states:
         return cached
-    results = _render_branches(cfg.branch_states, spec.CLIP_CHUNKS - 1, [cfg.seed, 5])
+    rng = np.random.default_rng([cfg.seed, 5])
+    jobs = [(int(rng.integers(spec.EVAL_SEED_START)), int(rng.integers(MAX_WARMUP + 1)), i)
+            for i in range(cfg.branch_states)]
+    with get_context("fork").Pool(processes) as pool:
+        results = pool.map(_branch_job, jobs, chunksize=16)
     out = {"history": _encode(ae, np.stack([r[0] for r in results]), cfg.device),
            "history_actions": torch.from_numpy(np.stack([r[1] for r in results])),
            "branches": _encode(ae, np.stack([r[2] for r in results]), cfg.device),
@@ -191,76 +182,7 @@ def train_actions(cfg: WorldTrainConfig, work: Path, data: dict, ae: DCAE, model
                              init={"model": model.state_dict(), "text": text_model.state_dict()})
 
 
-# ----- stage 6: imagined histories -----------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def imagine(model: SanaTransformer, start: torch.Tensor, actions: torch.Tensor, emb: torch.Tensor,
-            mask: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """The model stepped the SDK's way (STEP_TIMESTEPS, a WINDOW of history) from start latents (B, C, h, w),
-    scaled, through actions (B, T, ACTION_DIM): the latents (B, C, T, h, w) of the T frames it makes."""
-    b, dtype = start.shape[0], model.dtype
-    sampler = make_sampler("longsana", timesteps=spec.STEP_TIMESTEPS)
-    state = model.new_state(b, window=spec.WINDOW)
-    model.append_state(state, start[:, :, None].to(dtype), emb, mask, action=torch.zeros(b, 1, actions.shape[-1]))
-    frames = []
-    for step in range(actions.shape[1]):
-        action = actions[:, step : step + 1]
-        x = torch.randn(start[:, :, None].shape, generator=gen)
-        for i, t in enumerate(sampler.timesteps):
-            v = model(x.to(dtype), t.expand(b), emb, mask, state=state, action=action)
-            x = sampler.step(v, i, x, generator=gen)
-        model.append_state(state, x.to(dtype), emb, mask, action=action)
-        frames.append(x)
-    return torch.cat(frames, dim=2)
-
-
-@torch.no_grad()
-def make_imagined_branches(cfg: WorldTrainConfig, work: Path, ae: DCAE, scale: float, model: SanaTransformer,
-                           text: TextEncoder, batch: int = 240) -> dict:
-    """Branch groups (make_branches' layout) whose history frames the model imagined: it starts from a true
-    frame, takes the trajectory's actions for imagined_lead + CLIP_CHUNKS - 1 steps, and its last CLIP_CHUNKS - 1
-    frames are the history; the branches stay the simulator's, from the true pose. Learning them teaches the
-    model to read the action, and to find the true next frame, from the drifted past it will really have when
-    stepped for long."""
-    path = work / "imagined_branches.pt"
-    cached = _load(path)
-    if cached is not None and cached["history"].shape[0] == cfg.imagined_states:
-        return cached
-    window = spec.CLIP_CHUNKS - 1
-    results = _render_branches(cfg.imagined_states, 1 + cfg.imagined_lead + window, [cfg.seed, 6])
-    frames = np.stack([r[0] for r in results])
-    actions = torch.from_numpy(np.stack([r[1] for r in results]))
-    gen = torch.Generator().manual_seed(cfg.seed * 13 + 6)
-    history = []
-    for i in range(0, len(results), batch):
-        rows = slice(i, i + batch)
-        emb, mask = text.embed([r[4] for r in results[rows]], "", spec.TEXT_LENGTH)
-        start = _encode(ae, frames[rows, 0], cfg.device).float() * scale
-        made = imagine(model, start, actions[rows, 1:].float(), emb.to(model.dtype), mask, gen)
-        history.append((made[:, :, -window:] / scale).permute(0, 2, 1, 3, 4).to(torch.bfloat16))
-    out = {"history": torch.cat(history), "history_actions": actions[:, -window:],
-           "branches": _encode(ae, np.stack([r[2] for r in results]), cfg.device),
-           "branch_actions": torch.from_numpy(np.stack([r[3] for r in results])),
-           "captions": [r[4] for r in results]}
-    _save(path, out)
-    return out
-
-
-def train_imagined(cfg: WorldTrainConfig, work: Path, data: dict, ae: DCAE, model: SanaTransformer, tokenizer,
-                   text_model):
-    """Stage 6: the stage-5 model fine-tuned on plain clips and branch groups, half of them with true and half
-    with imagined histories."""
-    text = TextEncoder(tokenizer, text_model, cache_size=0)
-    imagined = make_imagined_branches(cfg, work, ae, data["scaling_factor"], model, text)
-    true = make_branches(cfg, work, ae)
-    both = {k: true[k] + imagined[k] if k == "captions" else torch.cat([true[k], imagined[k]]) for k in true}
-    return train_transformer(replace(cfg, dit_steps=cfg.imagined_steps, dit_lr=cfg.imagined_lr), work,
-                             with_branches(data, both, cfg.branch_groups), spec, spec.WORDS, checkpoint="imagined.pt",
-                             init={"model": model.state_dict(), "text": text_model.state_dict()})
-
-
-# ----- stage 7: evaluation -------------------------------------------------------------------------------------
+# ----- stage 6: evaluation -------------------------------------------------------------------------------------
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -279,12 +201,24 @@ def evaluate(ae: DCAE, scale: float, model: SanaTransformer, text: TextEncoder, 
             for i in range(EVAL_WORLDS)]
     truth = np.stack([r[0] for r in runs])  # (B, horizon + 1, H, W, 3): frame 0 is the start frame
     actions = torch.from_numpy(np.stack([r[1] for r in runs]))
+    b = truth.shape[0]
+    dtype = model.dtype
     emb, mask = text.embed([r[2] for r in runs], "", spec.TEXT_LENGTH)
+    emb = emb.to(dtype)
+    gen = torch.Generator().manual_seed(seed)
+    sampler = make_sampler("longsana", timesteps=spec.STEP_TIMESTEPS)  # the stepping the SDK does
+    state = model.new_state(b, window=spec.WINDOW)
     start = ae.encode(_to_model(truth[:, 0]).contiguous(memory_format=torch.channels_last)) * scale
-    made = imagine(model, start, actions[:, 1:], emb.to(model.dtype), mask, torch.Generator().manual_seed(seed))
+    model.append_state(state, start[:, :, None].to(dtype), emb, mask, action=torch.zeros(b, 1, actions.shape[-1]))
     predicted = []
-    for step in range(horizon):
-        pixels = ae.decode(made[:, :, step] / scale).clamp(-1, 1)
+    for step in range(1, horizon + 1):
+        action = actions[:, step : step + 1]
+        x = torch.randn(start[:, :, None].shape, generator=gen)
+        for i, t in enumerate(sampler.timesteps):
+            v = model(x.to(dtype), t.expand(b), emb, mask, state=state, action=action)
+            x = sampler.step(v, i, x, generator=gen)
+        model.append_state(state, x.to(dtype), emb, mask, action=action)
+        pixels = ae.decode(x[:, :, 0] / scale).clamp(-1, 1)
         predicted.append(((pixels.permute(0, 2, 3, 1) + 1) * 127.5).round().byte().numpy())
     recon = ((ae.decode(start / scale).clamp(-1, 1).permute(0, 2, 3, 1) + 1) * 127.5).round().byte().numpy()
     results = {"autoencoder_psnr": _psnr(recon, truth[:, 0])}
@@ -360,8 +294,6 @@ def train_world(cfg: WorldTrainConfig, export_to: str | Path | None = None) -> P
     model, tokenizer, text_model = train_transformer(cfg, work, data, spec, spec.WORDS)
     if cfg.action_steps:
         model, tokenizer, text_model = train_actions(cfg, work, data, ae, model, text_model)
-    if cfg.imagined_steps:
-        model, tokenizer, text_model = train_imagined(cfg, work, data, ae, model, tokenizer, text_model)
     ae = ae.cpu()
 
     results = evaluate(ae, data["scaling_factor"], model, TextEncoder(tokenizer, text_model, cache_size=0))

@@ -322,8 +322,6 @@ class SanaTransformer(nn.Module):
         """x with the clean chunk to append put in front, and per-frame timesteps (0 for it) and actions."""
         if state is None or chunk_frames is not None:
             raise ValueError("append= adds a chunk to a stream's state: pass state= (and no chunk_frames=)")
-        if x.ndim != 5:
-            raise ValueError("append= needs video input (B, C, T, H, W)")
         if not isinstance(append, torch.Tensor) or append.ndim != 5 or (
                 append.shape[:2] != x.shape[:2] or append.shape[3:] != x.shape[3:]):
             shape = tuple(append.shape) if isinstance(append, torch.Tensor) else type(append).__name__

@@ -274,7 +274,7 @@ class Pipeline:
     def compile(self) -> "Pipeline":
         """torch.compile the hot path in place: every transformer block and, for a per-frame (DC-AE) VAE, the
         decoder (a Wan-VAE decoder keeps a causal cache in Python and stays eager). Worth it for small models, whose
-        passes are mostly elementwise work that compiling fuses: about 1.4x faster passes on a 2-core CPU
+        passes are mostly elementwise work that compiling fuses: the world model steps 1.5-1.7x faster on a 2-core CPU
         (benchmarks/world_model.py --compile). Costs a C++ compiler and a one-off compile of tens of seconds on
         first use. Returns self."""
         from ..vae.frames import PerFrameVAE
