@@ -108,16 +108,20 @@ def test_same_seed_and_actions_same_frames_and_every_input_matters(wm):
     assert not np.array_equal(first[0], wm.step(actions[0]).frames)
 
 
-def test_steps_equal_appending_each_frame_before_denoising_the_next(wm):
-    # step() folds each frame's t = 0 append into the next step's first pass. The frames must be those of the
-    # plain order, written out here from the public pieces: append the start frames, then per action denoise a
-    # frame against the history and append it, with its own action; past the history window too.
+@pytest.mark.parametrize("guidance", [1.0, 2.5])
+def test_steps_equal_appending_each_frame_before_denoising_the_next(folder, wm, guidance):
+    # step() folds each frame's t = 0 append into the next step's first pass, and runs an action-guided pass's
+    # two predictions in one batch. The frames must be those of the plain order, written out here from the public
+    # pieces: append the start frames, then per action denoise a frame against the history (guided: v_none +
+    # g·(v_action − v_none), both on that history) and append it with its own action; past the window too.
     from sana_stream.pipeline.pipeline import to_uint8, to_unit
     from sana_stream.sampling import make_sampler
     from worldmodel.actions import encode_action
 
+    stepped = wm if guidance == 1 else WorldModel.from_pretrained(folder, dtype=torch.float32,
+                                                                   action_guidance=guidance)
     actions = ["w", "a", "i+l", "none", "s", "d", "w"]
-    got = rollout(wm, actions, seed=3)[:, 0]
+    got = rollout(stepped, actions, seed=3)[:, 0]
     pipe, model, cfg = wm.pipeline, wm.pipeline.transformer, wm.config
     emb, mask = pipe.encode_prompt(PROMPT)
     gen = torch.Generator().manual_seed(3)
@@ -131,11 +135,17 @@ def test_steps_equal_appending_each_frame_before_denoising_the_next(wm):
             action = torch.from_numpy(encode_action(a))[None, None]
             x = torch.randn((1, model.config.in_channels, 1, *start.shape[-2:]), generator=gen)
             for i, t in enumerate(sampler.timesteps):
-                x = sampler.step(model(x, t[None], emb, mask, state=state, action=action), i, x, generator=gen)
+                v = model(x, t[None], emb, mask, state=state, action=action)
+                if guidance != 1:
+                    none = model(x, t[None], emb, mask, state=state, action=torch.zeros_like(action))
+                    v = none + guidance * (v - none)
+                x = sampler.step(v, i, x, generator=gen)
             model.append_state(state, x, emb, mask, action=action)
             pixels = pipe.vae.decode(pipe.vae.denormalize_latents(x))[:, :, 0]
             want.append(to_uint8(to_unit(pixels).permute(0, 2, 3, 1))[0])
     assert np.abs(got.astype(int) - np.stack(want).astype(int)).max() <= 1  # fp32 rounding only
+    if guidance != 1:
+        assert not np.array_equal(got, rollout(wm, actions, seed=3)[:, 0])  # guidance changes the frames
 
 
 @pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
@@ -310,6 +320,11 @@ def test_world_folder_problems_are_named(folder, tmp_path):
     (bad / "world.json").write_text(json.dumps({**spec, "frame_size": [SIZE + 4, SIZE]}))
     with pytest.raises(ValueError, match="frame_size"):
         WorldModel.from_pretrained(bad)
+    (bad / "world.json").write_text(json.dumps({**spec, "action_guidance": float("nan")}))
+    with pytest.raises(ValueError, match="action_guidance"):
+        WorldModel.from_pretrained(bad)
+    with pytest.raises(ValueError, match="action_guidance"):
+        WorldModel.from_pretrained(folder, action_guidance=-1)
 
 
 def test_bf16_default_steps(folder):

@@ -21,13 +21,14 @@ import copy
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from sana_stream.model import StateBatch
 from sana_stream.pipeline.pipeline import to_uint8, to_unit
 from sana_stream.sampling import make_sampler
 
@@ -55,6 +56,9 @@ class WorldConfig:
     window: int | None  # chunks of history kept; None: all
     prompt: str  # the default text conditioning
     context_frames: int  # latent frames of history the start frame fills at reset
+    # Optional in world.json. Each denoising pass's velocity is v_none + g·(v_action − v_none), v_none being the
+    # prediction for the same frame under "none": 1 is the plain prediction, more reads the action more boldly.
+    action_guidance: float = 1.0
 
     @classmethod
     def from_file(cls, path: str | Path) -> "WorldConfig":
@@ -65,7 +69,7 @@ class WorldConfig:
             raise ValueError(f"cannot read {path}: {err}") from None
         if not isinstance(raw, dict):
             raise ValueError(f"{path} must hold a JSON object")
-        missing = sorted({f for f in cls.__dataclass_fields__} - set(raw))
+        missing = sorted({f for f in cls.__dataclass_fields__} - set(raw) - {"action_guidance"})
         if missing:
             raise ValueError(f"{path} lacks field(s): {', '.join(missing)}")
         try:
@@ -100,10 +104,17 @@ class WorldConfig:
             window = positive_int("window")
         if not isinstance(raw["prompt"], str):
             raise ValueError(f"prompt must be a string, got {raw['prompt']!r}")
+        guidance = raw.get("action_guidance", 1.0)
         return cls(action_dim=positive_int("action_dim"), keys=tuple(keys), frame_size=(size[0], size[1]),
                    fps=float(fps), frames_per_step=positive_int("frames_per_step"),
                    timesteps=tuple(float(t) for t in timesteps), window=window, prompt=raw["prompt"],
-                   context_frames=positive_int("context_frames"))
+                   context_frames=positive_int("context_frames"), action_guidance=_guidance(guidance))
+
+
+def _guidance(value: Any) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not (math.isfinite(value) and 0 <= value <= 10):
+        raise ValueError(f"action_guidance must be a number in [0, 10] (1: off), got {value!r}")
+    return float(value)
 
 
 # ----- what step() returns and what snapshot() holds ------------------------------------------------------------
@@ -206,8 +217,9 @@ class WorldModel:
         self._owner = _owner if _owner is not None else object()  # snapshots restore only onto these weights
         self._sampler = make_sampler("longsana", timesteps=config.timesteps)  # also validates the schedule
         device = model.device
-        # Preallocated per step: the timestep of each denoising step for every world, and "no action".
-        self._timesteps = [t.to(device).expand(batch_size).contiguous() for t in self._sampler.timesteps]
+        # Preallocated per step: the timestep of each denoising step for every row (two per world when guided).
+        rows = batch_size * (1 if config.action_guidance == 1 else 2)
+        self._timesteps = [t.to(device).expand(rows).contiguous() for t in self._sampler.timesteps]
         self._latent_hw = (height // factor, width // factor)
         self._none = encode_action("none")
         self._bf16_decode = model.dtype == torch.bfloat16
@@ -217,11 +229,13 @@ class WorldModel:
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, *, batch_size: int = 1,
                         dtype: torch.dtype | None = torch.bfloat16,
-                        device: torch.device | str | None = None, compile: bool = False) -> "WorldModel":
+                        device: torch.device | str | None = None, compile: bool = False,
+                        action_guidance: float | None = None) -> "WorldModel":
         """Load a world folder: a pipeline folder (load_pipeline's format) with a world.json beside it.
         path=None: the world model shipped in worldmodel/assets/world. dtype: transformer and text encoder
         (bf16 is the fast one on CPU; never fp16 there). compile: torch.compile the transformer blocks and the
-        decoder (Pipeline.compile): faster steps after a one-off compile on the first steps; needs a C++ compiler."""
+        decoder (Pipeline.compile): faster steps after a one-off compile on the first steps; needs a C++ compiler.
+        action_guidance: overrides world.json's (1: off; see WorldConfig)."""
         from sana_stream import load_pipeline  # here, not at the top: RemoteWorldModel users never load models
 
         folder = DEFAULT_WORLD if path is None else Path(path)
@@ -231,6 +245,8 @@ class WorldModel:
                                         "of a world folder (a pipeline folder with a world.json)")
             raise FileNotFoundError(f"{folder} is not a world folder: no {WORLD_FILE} in it")
         config = WorldConfig.from_file(folder / WORLD_FILE)
+        if action_guidance is not None:
+            config = replace(config, action_guidance=_guidance(action_guidance))
         pipeline = load_pipeline(folder, dtype=dtype, device=device)
         return cls(pipeline.compile() if compile else pipeline, config, batch_size=batch_size)
 
@@ -400,13 +416,28 @@ class WorldModel:
         channels = model.config.in_channels
         x = torch.randn((self.batch_size, channels, frames, *self._latent_hw), generator=run.generator)
         x = x.to(model.device)
-        emb, mask = run.text
         for i, t in enumerate(self._timesteps):
-            v = model(x.to(model.dtype), t, emb, mask, state=run.state, action=actions, append=run.pending,
-                      append_action=run.pending_action)
+            v = self._velocity(run, x.to(model.dtype), t, actions)
             run.pending = run.pending_action = None
             x = sampler.step(v, i, x, generator=run.generator)
         return x
+
+    def _velocity(self, run: _Run, x: torch.Tensor, t: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """The model's velocity for x under `actions`, action-guided when the config asks (one pass over both
+        predictions); appends run's pending chunk first."""
+        model, emb, mask, g = self.pipeline.transformer, *run.text, self.config.action_guidance
+        if g == 1:
+            return model(x, t, emb, mask, state=run.state, action=actions, append=run.pending,
+                         append_action=run.pending_action)
+        # The "none" rows read the same history. A pass that appends gives them a twin state to append to (the same
+        # chunk, so the same records), dropped afterwards; a pass that only reads shares the state.
+        twin = run.state.clone() if run.pending is not None else run.state
+        pair = lambda a: None if a is None else torch.cat([a, a])  # noqa: E731
+        v = model(pair(x), t, pair(emb), pair(mask), state=StateBatch([run.state, twin]),
+                  action=torch.cat([actions, torch.zeros_like(actions)]), append=pair(run.pending),
+                  append_action=pair(run.pending_action))
+        acted, none = v.float().chunk(2)
+        return none + g * (acted - none)
 
     def _decode(self, run: _Run, latents: torch.Tensor) -> np.ndarray:
         """Latents (B, C, T, h, w) -> uint8 frames (B, n, H, W, 3), through the decoder's stream cache."""
