@@ -267,6 +267,8 @@ def main() -> None:
     parser.add_argument("--probe-iterations", type=int, default=1500)
     parser.add_argument("--speed-steps", type=int, default=60)
     parser.add_argument("--batch", type=int, default=16, help="batch size of the throughput measurement")
+    parser.add_argument("--action-guidance", type=float, default=None, metavar="G",
+                        help="override world.json's action guidance (1: off)")
     parser.add_argument("--compile", action="store_true",
                         help="also measure speed with compile=True (torch.compile of the transformer blocks and the "
                              "decoder), against the eager figures of the same run")
@@ -276,11 +278,12 @@ def main() -> None:
         args.sequences, args.horizon, args.probe_worlds, args.probe_steps = 4, 8, 8, 20
         args.probe_iterations, args.speed_steps = 100, 12
 
-    wm = WorldModel.from_pretrained(args.model)
+    wm = WorldModel.from_pretrained(args.model, action_guidance=args.action_guidance)
     sim_size = Simulator(args.first_seed).frame_size
     if tuple(wm.frame_size) != tuple(sim_size):
         raise SystemExit(f"the model makes {wm.frame_size} frames, the simulator {sim_size}: not comparable")
-    print(f"model {args.model or 'shipped'}; {torch.get_num_threads()} threads; "
+    print(f"model {args.model or 'shipped'}, action guidance {wm.config.action_guidance:g}; "
+          f"{torch.get_num_threads()} threads; "
           f"load average {os.getloadavg()[0]:.1f}; frames {wm.frame_size[1]}×{wm.frame_size[0]}")
 
     seeds = list(range(args.first_seed, args.first_seed + args.sequences))
@@ -308,7 +311,7 @@ def main() -> None:
 
     runs = {"eager": speed(wm, args.first_seed, args.speed_steps, args.batch)}
     if args.compile:
-        compiled = WorldModel.from_pretrained(args.model, compile=True)
+        compiled = WorldModel.from_pretrained(args.model, compile=True, action_guidance=args.action_guidance)
         runs["compiled"] = speed(compiled, args.first_seed, args.speed_steps, args.batch)
     print(f"\nspeed ({torch.get_num_threads()} threads)")
     print(f"  {'':42} {'measured':>11} {'target':>10}  ok")

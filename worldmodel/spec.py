@@ -34,6 +34,10 @@ TIMESTEPS = [1000.0]  # the training grid: half of the noise levels drawn in tra
 # mean and drifts below the copy-last-frame baseline by 32 steps; a second pass at t = 500 keeps the frames
 # sharper and beats the baseline at every evaluated horizon.
 STEP_TIMESTEPS = [1000.0, 500.0]
+# Action guidance (worldmodel.model.WorldConfig): each pass pushes the prediction away from the "none" one by this
+# factor. On 32 held-out worlds 2 raised the inverse-dynamics probe from 29.5 % to 41.8 % (1.5: 37.4 %, 2.5:
+# 39.4 %, 3: 33.2 %) for 0.2–0.6 dB of PSNR; it doubles the rows of every pass.
+ACTION_GUIDANCE = 2.0
 CLIP_CHUNKS = WINDOW + 1  # frames per training clip: a frame and a full window of history
 EVAL_SEED_START = 1_000_000  # worlds with seeds from here on are never trained on
 DEFAULT_PROMPT = "a walk through a brick maze"
@@ -75,4 +79,4 @@ def world_json() -> dict[str, Any]:
     """world.json: how the SDK steps this model (read by worldmodel.model)."""
     return {"action_dim": ACTION_DIM, "keys": list(KEYS), "frame_size": list(FRAME_SIZE), "fps": FPS,
             "frames_per_step": 1, "timesteps": STEP_TIMESTEPS, "window": WINDOW, "prompt": DEFAULT_PROMPT,
-            "context_frames": CONTEXT_FRAMES}
+            "context_frames": CONTEXT_FRAMES, "action_guidance": ACTION_GUIDANCE}

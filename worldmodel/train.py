@@ -216,6 +216,9 @@ def evaluate(ae: DCAE, scale: float, model: SanaTransformer, text: TextEncoder, 
         x = torch.randn(start[:, :, None].shape, generator=gen)
         for i, t in enumerate(sampler.timesteps):
             v = model(x.to(dtype), t.expand(b), emb, mask, state=state, action=action)
+            if spec.ACTION_GUIDANCE != 1:  # as world.json tells the SDK to step
+                none = model(x.to(dtype), t.expand(b), emb, mask, state=state, action=torch.zeros_like(action))
+                v = none + spec.ACTION_GUIDANCE * (v - none)
             x = sampler.step(v, i, x, generator=gen)
         model.append_state(state, x.to(dtype), emb, mask, action=action)
         pixels = ae.decode(x[:, :, 0] / scale).clamp(-1, 1)
@@ -248,8 +251,8 @@ runs with no download.
   {text:.2f} M parameters, trained jointly with the transformer.
 
 Stepping (world.json): two denoising passes per action, at t = 1000 and t = 500 (re-noised in between, LongSANA
-style), then the t = 0 pass that appends the frame to the history; the start frame is encoded as one history
-frame.
+style), each action-guided (velocity = v_none + {guidance}·(v_action − v_none)), then the t = 0 pass that appends the
+frame to the history; the start frame is encoded as one history frame.
 
 Data: rollouts of random and exploring policies in worlds with seeds below 1,000,000; worlds from seed 1,000,000 on
 are held out. Each frame is paired with the action that produced it. Then an action stage: the model is fine-tuned
@@ -298,7 +301,8 @@ def train_world(cfg: WorldTrainConfig, export_to: str | Path | None = None) -> P
 
     results = evaluate(ae, data["scaling_factor"], model, TextEncoder(tokenizer, text_model, cache_size=0))
     (work / "evaluation.json").write_text(json.dumps(results, indent=2))
-    card = MODEL_CARD.replace("{evaluation}", _evaluation_table(results)).replace("{window}", str(spec.WINDOW))
+    card = (MODEL_CARD.replace("{evaluation}", _evaluation_table(results)).replace("{window}", str(spec.WINDOW))
+            .replace("{guidance}", f"{spec.ACTION_GUIDANCE:g}"))
     folder = export(Path(export_to) if export_to else work / "model", ae, data["scaling_factor"], model, tokenizer,
                     text_model, cfg, time.perf_counter() - started, spec, card)
     (folder / "world.json").write_text(json.dumps(spec.world_json(), indent=2))
