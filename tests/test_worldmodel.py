@@ -386,7 +386,8 @@ def test_shipped_world_model_turns_and_looks_the_way_it_is_told():
     """The shipped model, from true start frames of 16 held-out worlds, one step of each of two opposite actions:
     each prediction must be nearer the simulator's frame for its own action than for the opposite one. Before
     the action stage (worldmodel/train.py, stage 5) this was a coin toss (17/32 for yaw); it now gets yaw and
-    pitch right every time (strafe and forward/back, 23 and 19 of 32, are not asserted)."""
+    pitch right every time (strafe and forward/back, 27 and 21 of 32 with the shipped action guidance, 23 and 19
+    without, are not asserted)."""
     wm = WorldModel.from_pretrained(batch_size=16)
     sims = [Simulator(seed) for seed in range(2_000_000, 2_000_016)]
     starts = np.stack([sim.reset() for sim in sims])
