@@ -112,7 +112,8 @@ class WorldConfig:
 
 
 def _guidance(value: Any) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not (math.isfinite(value) and 0 <= value <= 10):
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (number and math.isfinite(value) and 0 <= value <= 10):
         raise ValueError(f"action_guidance must be a number in [0, 10] (1: off), got {value!r}")
     return float(value)
 
