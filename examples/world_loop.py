@@ -34,13 +34,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="a world folder (default: the shipped world model)")
     parser.add_argument("--remote", help="a server's /ws/world URL: step a remote world model instead")
+    parser.add_argument("--action-guidance", type=float, metavar="G",
+                        help="override the model's action guidance (1: off; local models only)")
     parser.add_argument("--seed", type=int, default=0, help="the simulated world and the model's noise")
     parser.add_argument("--steps", type=int, default=160)
     parser.add_argument("--scale", type=int, default=4, help="enlarge the video this many times")
     parser.add_argument("-o", "--output", default="world_loop.mp4")
     args = parser.parse_args()
 
-    wm = RemoteWorldModel(args.remote) if args.remote else WorldModel.from_pretrained(args.model)
+    if args.remote and args.action_guidance is not None:
+        parser.error("--action-guidance sets a local model's stepping; a server steps its own")
+    wm = (RemoteWorldModel(args.remote) if args.remote
+          else WorldModel.from_pretrained(args.model, action_guidance=args.action_guidance))
     sim = Simulator(args.seed)
     controller = make_policy("explore", np.random.default_rng(args.seed))
     if tuple(wm.frame_size) != sim.frame_size:
