@@ -1,6 +1,6 @@
 """The world model, measured against the true simulator: fidelity, controllability, speed, gymnasium API.
 
-    python benchmarks/world_model.py [--model PATH] [--quick]
+    python benchmarks/world_model.py [--model PATH] [--action-guidance G] [--compile] [--quick]
 
 - fidelity: held-out worlds (seeds from spec.EVAL_SEED_START on, never trained on) and held-out action sequences
   (the simulator's random policy with its own seeds); the world model and the simulator start from the same
@@ -11,7 +11,8 @@
   *predicted* frames. Steps where a wall stopped the simulator's camera are left out (the action has no
   visible effect there). Reported with the probe's accuracy on held-out real pairs (its ceiling) and chance.
 - speed on this machine: step() latency at batch 1 (one action -> its frames, decode included), throughput at
-  batch 16 (world-steps/s), snapshot + restore time and whether the restored future is identical.
+  batch 16 (world-steps/s), snapshot + restore time and whether the restored future is identical; with --compile,
+  also for the model loaded with compile=True, as ratios to the eager figures of the same run.
 - API: gymnasium's check_env on the WorldEnv wrapper of this model.
 
 Targets (issue #6): beat copy-last-frame at every horizon, probe ≥ 80%, step ≤ 60 ms median, ≥ 200 steps/s at
