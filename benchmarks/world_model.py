@@ -316,8 +316,8 @@ def main() -> None:
         runs["compiled"] = speed(compiled, args.first_seed, args.speed_steps, args.batch)
     print(f"\nspeed ({torch.get_num_threads()} threads)")
     print(f"  {'':42} {'measured':>11} {'target':>10}  ok")
+    eager = runs["eager"]
     for label, s in runs.items():
-        eager = runs["eager"]
         faster = {} if label == "eager" else {"step": f"; {eager['step_ms'] / s['step_ms']:.2f}x eager",
                                               "batch": f"; {s['steps_per_s'] / eager['steps_per_s']:.2f}x eager"}
         rows = [

@@ -30,7 +30,7 @@ import torch
 
 from sana_stream.model import StateBatch
 from sana_stream.pipeline.pipeline import to_uint8, to_unit
-from sana_stream.sampling import make_sampler
+from sana_stream.sampling import classifier_free_guidance, make_sampler
 
 from .actions import ACTION_DIM, KEYS, Pose, check_pose_matrix, delta_of, encode_action
 
@@ -430,15 +430,13 @@ class WorldModel:
         if g == 1:
             return model(x, t, emb, mask, state=run.state, action=actions, append=run.pending,
                          append_action=run.pending_action)
-        # The "none" rows read the same history. A pass that appends gives them a twin state to append to (the same
-        # chunk, so the same records), dropped afterwards; a pass that only reads shares the state.
-        twin = run.state.clone() if run.pending is not None else run.state
+        # The "none" rows read the same history: the state listed twice (it appends the pending chunk once).
         pair = lambda a: None if a is None else torch.cat([a, a])  # noqa: E731
-        v = model(pair(x), t, pair(emb), pair(mask), state=StateBatch([run.state, twin]),
+        v = model(pair(x), t, pair(emb), pair(mask), state=StateBatch([run.state, run.state]),
                   action=torch.cat([actions, torch.zeros_like(actions)]), append=pair(run.pending),
                   append_action=pair(run.pending_action))
-        acted, none = v.float().chunk(2)
-        return none + g * (acted - none)
+        acted, none = v.chunk(2)
+        return classifier_free_guidance(none, acted, g)
 
     def _decode(self, run: _Run, latents: torch.Tensor) -> np.ndarray:
         """Latents (B, C, T, h, w) -> uint8 frames (B, n, H, W, 3), through the decoder's stream cache."""

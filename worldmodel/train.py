@@ -33,7 +33,7 @@ import torch
 
 from sana_stream.demo.train import TrainConfig, _load, _save, _to_model, export, train_autoencoder, train_transformer
 from sana_stream.model import SanaTransformer
-from sana_stream.sampling import make_sampler
+from sana_stream.sampling import classifier_free_guidance, make_sampler
 from sana_stream.text import TextEncoder
 from sana_stream.vae.dc_ae import DCAE
 
@@ -215,10 +215,11 @@ def evaluate(ae: DCAE, scale: float, model: SanaTransformer, text: TextEncoder, 
         action = actions[:, step : step + 1]
         x = torch.randn(start[:, :, None].shape, generator=gen)
         for i, t in enumerate(sampler.timesteps):
-            v = model(x.to(dtype), t.expand(b), emb, mask, state=state, action=action)
+            xt, tb = x.to(dtype), t.expand(b)
+            v = model(xt, tb, emb, mask, state=state, action=action)
             if spec.ACTION_GUIDANCE != 1:  # as world.json tells the SDK to step
-                none = model(x.to(dtype), t.expand(b), emb, mask, state=state, action=torch.zeros_like(action))
-                v = none + spec.ACTION_GUIDANCE * (v - none)
+                none = model(xt, tb, emb, mask, state=state, action=torch.zeros_like(action))
+                v = classifier_free_guidance(none, v, spec.ACTION_GUIDANCE)
             x = sampler.step(v, i, x, generator=gen)
         model.append_state(state, x.to(dtype), emb, mask, action=action)
         pixels = ae.decode(x[:, :, 0] / scale).clamp(-1, 1)

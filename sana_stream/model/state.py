@@ -14,6 +14,7 @@ subtracting anything:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -156,7 +157,8 @@ class StateBatch:
     Each stream keeps its own StreamState (its own place in time, window ring and history); the batch hands the
     model their histories stacked along the batch axis and gives every stream back its own rows of the chunk it
     appended. A stream with no history yet contributes zero sums and zero features, which is exactly what
-    having none means to the attention and to the temporal conv."""
+    having none means to the attention and to the temporal conv. A stream listed more than once (rows that read
+    one history under different conditioning, as action guidance's) appends a chunk once, from its first rows."""
 
     def __init__(self, states: list[StreamState]):
         if not states or not all(isinstance(s, StreamState) for s in states):
@@ -166,7 +168,7 @@ class StateBatch:
         self.states = states
         self.batch_size = sum(s.batch_size for s in states)
         # Every denoising step of a chunk reads the same histories: each layer's are stacked once, until append.
-        self._stacked: dict[tuple[int, bool | str], tuple[AttentionSums | None, torch.Tensor | None]] = {}
+        self._stacked: dict[tuple[int, bool | str], Any] = {}
 
     @property
     def num_layers(self) -> int:
@@ -187,19 +189,19 @@ class StateBatch:
         key = (layer, exclude_newest)
         if key not in self._stacked:
             parts = [s.history(layer, exclude_newest) for s in self.states]
-            kv = self._stack([None if sums is None else sums[0] for sums, _ in parts])
-            z = self._stack([None if sums is None else sums[1] for sums, _ in parts])
-            self._stacked[key] = (None if kv is None else (kv, z)), self._stack([features for _, features in parts])
+            self._stacked[key] = (self._stack_sums([sums for sums, _ in parts]),
+                                  self._stack([features for _, features in parts]))
         return self._stacked[key]
 
     def evicted(self, layer: int) -> AttentionSums | None:
         key = (layer, "evicted")
         if key not in self._stacked:
-            parts = [s.evicted(layer) for s in self.states]
-            kv = self._stack([None if sums is None else sums[0] for sums in parts])
-            z = self._stack([None if sums is None else sums[1] for sums in parts])
-            self._stacked[key] = (None if kv is None else (kv, z)), None
-        return self._stacked[key][0]
+            self._stacked[key] = self._stack_sums([s.evicted(layer) for s in self.states])
+        return self._stacked[key]
+
+    def _stack_sums(self, parts: list[AttentionSums | None]) -> AttentionSums | None:
+        kv = self._stack([None if sums is None else sums[0] for sums in parts])
+        return None if kv is None else (kv, self._stack([None if sums is None else sums[1] for sums in parts]))
 
     def _stack(self, rows: list[torch.Tensor | None]) -> torch.Tensor | None:
         like = next((r for r in rows if r is not None), None)
@@ -211,10 +213,12 @@ class StateBatch:
     def append(self, records: list[BlockRecord], frames: int, grid: tuple[int, int],
                replace_newest: bool = False) -> None:
         self._stacked.clear()
-        start = 0
+        start, done = 0, set()
         for s in self.states:
             rows = slice(start, start + s.batch_size)
-            s.append([BlockRecord((r.sums[0][rows], r.sums[1][rows]),
-                                  None if r.last_features is None else r.last_features[rows]) for r in records],
-                     frames, grid, replace_newest)
+            if id(s) not in done:
+                s.append([BlockRecord((r.sums[0][rows], r.sums[1][rows]),
+                                      None if r.last_features is None else r.last_features[rows]) for r in records],
+                         frames, grid, replace_newest)
+                done.add(id(s))
             start += s.batch_size

@@ -291,7 +291,7 @@ class SanaTransformer(nn.Module):
             if chunk_frames is not None:
                 raise ValueError("pass either state= (one chunk after the history) or chunk_frames=, not both")
             state.check_fits(b, (h, w))
-        appended = 0 if append is None else append.shape[2] // self.config.patch_size[0]
+        appended = 0 if append is None else append.shape[2]  # frames: _with_append requires a temporal patch of 1
         frame_chunks = chunk_bounds(t, chunk_frames) if not appended else [(0, appended), (appended, t)]
         frame_start = 0 if state is None else state.frame_start(replace_last)
         rope = self.rope(frame_start, t, h, w, x.device) if self.rope is not None else None
@@ -305,7 +305,7 @@ class SanaTransformer(nn.Module):
                                    evicted, record_chunk=0 if appended else -1)
             records.append(record)
         if appended:
-            state.append(records, append.shape[2], (h, w))
+            state.append(records, appended, (h, w))
             tokens, t_emb, t = tokens[:, appended:], t_emb[:, appended:], t - appended
         if not need_output:
             return None, records
