@@ -163,7 +163,7 @@ def encode_clips(cfg: TrainConfig, work: Path, ae: DCAE) -> dict:
     if cached is not None and cached["latents"].shape[0] == cfg.clips:
         return cached
     rng = np.random.default_rng([cfg.seed, 2])
-    latents = torch.empty(cfg.clips, frames_per_clip, spec.LATENT_CHANNELS, spec.SIZE // 32, spec.SIZE // 32,
+    latents = torch.empty(cfg.clips, frames_per_clip, spec.LATENT_CHANNELS, *[spec.SIZE // spec.COMPRESSION] * 2,
                           dtype=torch.bfloat16)
     captions = []
     for i in tqdm(range(cfg.clips), desc="encode clips", dynamic_ncols=True):
