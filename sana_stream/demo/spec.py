@@ -16,7 +16,6 @@ from typing import Any
 SIZE = 256
 FPS = 16
 LATENT_CHANNELS = 16
-COMPRESSION = 32  # spatial: the autoencoder's downsampling stages (one per block type after the first) halve it
 TEXT_HIDDEN = 128
 TEXT_LENGTH = 32  # tokens the DiT sees per prompt (BOS + 31): the longest captions fit
 
@@ -31,12 +30,13 @@ AUTOENCODER: dict[str, Any] = dict(
     downsample_block_type="pixel_unshuffle", upsample_block_type="pixel_shuffle",
     decoder_norm_types="rms_norm", decoder_act_fns="silu", scaling_factor=1.0,  # set from data after training
 )
+LATENT_SIZE = SIZE // 2 ** (len(AUTOENCODER["encoder_block_out_channels"]) - 1)  # every stage after the first halves
 
 TRANSFORMER: dict[str, Any] = dict(
     _class_name="SanaVideoTransformer3DModel",
     in_channels=LATENT_CHANNELS, out_channels=LATENT_CHANNELS, num_attention_heads=6, attention_head_dim=32,
     num_layers=4, num_cross_attention_heads=6, cross_attention_head_dim=32, cross_attention_dim=192,
-    caption_channels=TEXT_HIDDEN, mlp_ratio=2.5, attention_bias=False, sample_size=SIZE // COMPRESSION,
+    caption_channels=TEXT_HIDDEN, mlp_ratio=2.5, attention_bias=False, sample_size=LATENT_SIZE,
     patch_size=[1, 1, 1], norm_elementwise_affine=False, norm_eps=1e-6, qk_norm="rms_norm_across_heads",
     rope_max_seq_len=1024,
 )

@@ -163,7 +163,8 @@ def encode_clips(cfg: TrainConfig, work: Path, ae: DCAE) -> dict:
     if cached is not None and cached["latents"].shape[0] == cfg.clips:
         return cached
     rng = np.random.default_rng([cfg.seed, 2])
-    latents = torch.empty(cfg.clips, frames_per_clip, spec.LATENT_CHANNELS, *[spec.SIZE // spec.COMPRESSION] * 2,
+    latent_size = spec.SIZE // ae.spatial_compression
+    latents = torch.empty(cfg.clips, frames_per_clip, spec.LATENT_CHANNELS, latent_size, latent_size,
                           dtype=torch.bfloat16)
     captions = []
     for i in tqdm(range(cfg.clips), desc="encode clips", dynamic_ncols=True):
@@ -365,6 +366,8 @@ def export(folder: Path, ae: DCAE, scale: float, model: SanaTransformer, tokeniz
     (folder / "README.md").write_text((card or MODEL_CARD).format(
         transformer=model.num_parameters() / 1e6, autoencoder=sum(p.numel() for p in ae.parameters()) / 1e6,
         text=sum(p.numel() for p in text_model.parameters()) / 1e6, minutes=seconds / 60,
+        compression=ae.spatial_compression, latent=model_spec.SIZE // ae.spatial_compression,
+        patch=model.config.patch_size[-1],
         config=json.dumps(asdict(cfg))))
     return folder
 
@@ -376,9 +379,10 @@ procedural world (`sana_stream/data`): 1–3 coloured shapes moving over simple 
 world's grammar. It exists so that a fresh install streams real, trained video with no download.
 
 - transformer: SanaVideoTransformer3DModel config, {transformer:.2f} M parameters (ReLU linear attention with
-  3-D RoPE, Mix-FFN with temporal conv), trained chunk-causally (chunks of 3 frames, a window of 2 chunks);
-- autoencoder: AutoencoderDC config, 32× spatial compression, 256² frames → 8×8×16 latents,
-  {autoencoder:.2f} M parameters, applied per frame;
+  3-D RoPE, Mix-FFN with temporal conv, {patch}×{patch} patches), trained chunk-causally (chunks of 3 frames, a
+  window of 2 chunks);
+- autoencoder: AutoencoderDC config, {compression}× spatial compression, 256² frames → {latent}×{latent}×16
+  latents, {autoencoder:.2f} M parameters, applied per frame;
 - text encoder: 2-layer Gemma-2 with a word-level tokenizer over the caption language, {text:.2f} M
   parameters, pretrained on training-split captions (each word's identity at its position, the whole scene
   read from the last token) and then frozen while the transformer trains.
