@@ -1,6 +1,6 @@
 """The embedded demo model, measured: prompt adherence, stability, speed, size.
 
-    python benchmarks/demo_model.py [--model PATH] [--quick]
+    python benchmarks/demo_model.py [--model PATH] [--compile] [--quick]
 
 - adherence: 50 held-out prompts (colour×shape×motion triples never seen in training) and 50 seen ones, each
   streamed for 2 s from its own seed and judged by the procedural world's analyser (object colour by pixel
@@ -11,7 +11,9 @@
   collapsed when the analyser's collapse check flags it (frame statistics outside the range of rendered data,
   or no detectable object for a whole second);
 - speed on this machine at the model's native size, decode included: sustained frames/s over the 2-minute
-  stream, first-frame latency, per-chunk times; against 24 frames/s real time and 300 ms.
+  stream, first-frame latency, per-chunk times; against 24 frames/s real time and 300 ms. With --compile, the
+  same stream again from the pipeline with `Pipeline.compile()` (after a warm-up stream that compiles its graphs),
+  as ratios to the eager figures of the same run.
 """
 
 from __future__ import annotations
@@ -143,6 +145,9 @@ def sizes(folder: Path, pipe) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="pipeline folder (default: the embedded demo model)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also stream with Pipeline.compile() (torch.compile of the transformer blocks and the "
+                             "decoder; needs a C++ compiler), against the eager figures of the same run")
     parser.add_argument("--quick", action="store_true", help="10 prompts each and a 30 s stream")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
@@ -164,13 +169,22 @@ def main() -> None:
     print(f"  held-out, streaming on from 2 real chunks    {c:8.0f}   {m:8.0f}")
 
     seconds = 30 if args.quick else 120
-    s = stability_and_speed(pipe, seconds, switch_every=15)
-    print(f"\nstability: {seconds} s stream, prompt switch every 15 s: {s['stable_pct']:.1f}% of {s['windows']} "
-          f"{WINDOW_SECONDS}-s windows without collapse ({s['recaches']} re-caches)")
-    print(f"speed at {pipe.defaults.width}×{pipe.defaults.height}, decode included: {s['fps']:.1f} frames/s sustained "
-          f"(real time: 24), first frame {s['first_frame_ms']:.0f} ms (target ≤ 300); per chunk of "
-          f"{s['chunk_frames']} frames: " + ", ".join(f"{k} {v:.1f} ms" for k, v in s["chunk_ms"].items())
-          + f"; state {s['state_bytes'] / 1e3:.0f} kB")
+    runs = {"eager": stability_and_speed(pipe, seconds, switch_every=15)}
+    if args.compile:
+        compiled = ss.load_pipeline(folder, dtype=torch.bfloat16).compile()
+        stability_and_speed(compiled, 10, switch_every=5)  # compiles every graph the stream uses
+        runs["compiled"] = stability_and_speed(compiled, seconds, switch_every=15)
+    eager = runs["eager"]
+    for label, s in runs.items():
+        faster = "" if label == "eager" else (f" ({s['fps'] / eager['fps']:.2f}x eager; first frame "
+                                              f"{eager['first_frame_ms'] / s['first_frame_ms']:.2f}x)")
+        print(f"\n{label}: stability: {seconds} s stream, prompt switch every 15 s: {s['stable_pct']:.1f}% of "
+              f"{s['windows']} {WINDOW_SECONDS}-s windows without collapse ({s['recaches']} re-caches)")
+        print(f"{label}: speed at {pipe.defaults.width}×{pipe.defaults.height}, decode included: {s['fps']:.1f} "
+              f"frames/s sustained (real time: 24), first frame {s['first_frame_ms']:.0f} ms (target ≤ 300){faster}; "
+              f"per chunk of {s['chunk_frames']} frames: "
+              + ", ".join(f"{k} {v:.1f} ms" for k, v in s["chunk_ms"].items())
+              + f"; state {s['state_bytes'] / 1e3:.0f} kB")
 
 
 if __name__ == "__main__":
