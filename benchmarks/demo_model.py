@@ -32,7 +32,7 @@ import sana_stream as ss  # noqa: E402
 from sana_stream import data  # noqa: E402
 from sana_stream.data import world  # noqa: E402
 from sana_stream.data.analyser import collapse_check, judge  # noqa: E402
-from sana_stream.engine import StreamOptions  # noqa: E402
+from sana_stream.engine import StreamOptions, warm_up  # noqa: E402
 from sana_stream.demo.train import _to_model  # noqa: E402
 from sana_stream.pipeline.pipeline import to_uint8  # noqa: E402
 from sana_stream.sampling import make_sampler  # noqa: E402
@@ -172,7 +172,7 @@ def main() -> None:
     runs = {"eager": stability_and_speed(pipe, seconds, switch_every=15)}
     if args.compile:
         compiled = ss.load_pipeline(folder, dtype=torch.bfloat16).compile()
-        stability_and_speed(compiled, 10, switch_every=5)  # compiles every graph the stream uses
+        warm_up(compiled, data.heldout_prompts(1)[0])
         runs["compiled"] = stability_and_speed(compiled, seconds, switch_every=15)
     eager = runs["eager"]
     for label, s in runs.items():

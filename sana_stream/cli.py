@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -77,7 +78,7 @@ def _per_family(field: str) -> str:
     return " / ".join(f"{getattr(d, field):g} {name}" for name, d in FAMILIES.items())
 
 
-GENERATE_EPILOG = f"""\
+GENERATE_EPILOG = """\
 The output type follows the suffix of -o: .png writes one image (image and Sprint models, or a video model
 with --frames 1), .mp4 writes a video (video models). An option left out takes the default of the model's
 family (image, Sprint or video), as listed above. A progress bar shows the denoising steps.
@@ -222,9 +223,16 @@ def _stream_to_mp4(args: argparse.Namespace, schedule: list) -> int:
 
     if _output_kind(args.output) != "video":
         raise CommandError(f"{args.output}: streaming writes video, give an .mp4 file name")
+    if args.compile and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+        raise CommandError("--compile needs a C++ compiler (g++, c++ or clang++ on PATH) for torch.compile")
     pipe = _quiet_load(args.model, DTYPES[args.dtype], args.device)
     if pipe.family != "video":
         raise CommandError(f"streaming needs a video model; {args.model} is a {pipe.family} model")
+    if args.compile:
+        from .engine import warm_up
+
+        seconds = warm_up(pipe.compile(), schedule[0].prompt, height=args.height, width=args.width)
+        print(f"compiled the transformer blocks and the decoder in {seconds:.1f} s")
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     stats = render_schedule(pipe, schedule, args.output, seed=seed, height=args.height, width=args.width)
     print(f"wrote {args.output}: {stats['frames_written']} frames in {stats['wall_seconds']:.1f} s "
@@ -246,8 +254,6 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _train_demo(args: argparse.Namespace) -> int:
-    import shutil
-
     from .demo.train import TrainConfig, train_demo
     from .pipeline.loading import DEMO_MODEL
 
@@ -285,6 +291,9 @@ def _add_streaming(commands: argparse._SubParsersAction) -> None:
         sub.add_argument("--height", type=_positive, metavar="PX", help="frame height (default: the model's)")
         sub.add_argument("--width", type=_positive, metavar="PX", help="frame width (default: the model's)")
         sub.add_argument("--dtype", choices=DTYPES, default="bf16", help="bf16 (default, fast on CPU) or fp32")
+        sub.add_argument("--compile", action="store_true",
+                         help="torch.compile the transformer blocks and the decoder before streaming (needs a C++ "
+                              "compiler; compiling takes tens of seconds on first use, then about 1.6x the frames/s)")
         sub.add_argument("--device", type=_device, metavar="DEV", default=torch.device("cpu"),
                          help="cpu (default), cuda or cuda:N")
 

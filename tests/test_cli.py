@@ -214,3 +214,32 @@ def test_write_mp4_and_png(tmp_path):
         assert np.array_equal(np.asarray(img), frames[0])  # PNG is lossless
     with pytest.raises(ValueError, match="uint8"):
         write_png(tmp_path / "b.png", frames[0].astype(np.float32))
+
+
+# ----- render / demo --compile --------------------------------------------------------------------------------
+
+
+def test_render_compile_compiles_and_warms_up_before_the_clock(video_model, tmp_path, capsys, monkeypatch):
+    # Pipeline.compile itself is checked against eager frames in tests/test_worldmodel.py; here: the flag is used.
+    from sana_stream.pipeline.pipeline import Pipeline
+
+    compiled = []
+    monkeypatch.setattr(Pipeline, "compile", lambda self: compiled.append(self) or self)
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
+    schedule = tmp_path / "s.jsonl"
+    schedule.write_text('{"prompt": "a boat", "seconds": 0.5}\n')
+    out = tmp_path / "out.mp4"
+    assert main(["render", "--schedule", str(schedule), "--model", str(video_model), "-o", str(out), "--height", "32",
+                 "--width", "32", "--dtype", "fp32", "--seed", "0", "--compile"]) == 0
+    assert len(compiled) == 1
+    printed = capsys.readouterr().out
+    assert "compiled the transformer blocks and the decoder in" in printed and "wrote" in printed
+    assert out.stat().st_size > 0
+
+
+def test_compile_without_a_cpp_compiler_is_one_line_and_exit_2(video_model, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    out = tmp_path / "out.mp4"
+    assert main(["demo", "--model", str(video_model), "-o", str(out), "--compile"]) == 2
+    assert "C++ compiler" in one_error_line(capsys)
+    assert not out.exists()

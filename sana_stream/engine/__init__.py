@@ -1,6 +1,6 @@
 """The streaming engine: endless chunked generation at constant memory, with live edits."""
 
 from .source import AsyncFrameSource
-from .stream import DEFAULT_FPS, Frame, Stream, StreamOptions, next_chunks
+from .stream import DEFAULT_FPS, Frame, Stream, StreamOptions, next_chunks, warm_up
 
-__all__ = ["AsyncFrameSource", "DEFAULT_FPS", "Frame", "Stream", "StreamOptions", "next_chunks"]
+__all__ = ["AsyncFrameSource", "DEFAULT_FPS", "Frame", "Stream", "StreamOptions", "next_chunks", "warm_up"]
