@@ -6,7 +6,8 @@
   streamed for 2 s from its own seed and judged by the procedural world's analyser (object colour by pixel
   clustering, motion direction by centroid tracking); the rendered ground truth of the same prompts is judged
   too, as the analyser's own ceiling; and the held-out prompts again with the model streaming on from two real
-  chunks of the rendered clip (does it carry on a motion it is shown?);
+  chunks of the rendered clip (does it carry on a motion it is shown?), and how well one transformer pass
+  predicts the chunk after two real ones (against copying the last frame) from noise levels down to t = 500;
 - stability: a 2-minute stream with a prompt change every 15 s, cut into 2-second windows; a window has
   collapsed when the analyser's collapse check flags it (frame statistics outside the range of rendered data,
   or no detectable object for a whole second);
@@ -38,6 +39,7 @@ from sana_stream.pipeline.pipeline import to_uint8  # noqa: E402
 from sana_stream.sampling import make_sampler  # noqa: E402
 
 JUDGED_FRAMES = 32
+TRANSLATIONS = ("left", "right", "up", "down")  # the motions whose next chunk differs clearly from the last frame
 WINDOW_SECONDS = 2
 
 
@@ -72,22 +74,31 @@ def adherence(pipe, prompts: list[str]) -> tuple[float, float, float, float]:
     return (*(100 * model_ok.mean(0)), *(100 * truth_ok.mean(0)))
 
 
+def real_history(pipe, prompt: str, chunks: int, extra_chunks: int = 0):
+    """The prompt's rendered clip, `chunks + extra_chunks` chunks of it encoded (latents (1, C, F, h, w)), the
+    prompt's text rows, and a streaming state holding the first `chunks` chunks as history."""
+    model, vae, o = pipe.transformer, pipe.vae, StreamOptions(**pipe.stream_defaults)
+    k = o.chunk_frames
+    truth = data.render(data.parse_caption(prompt), (chunks + extra_chunks) * k, size=pipe.defaults.height)
+    pixels = _to_model(truth).permute(1, 0, 2, 3)[None]  # (1, 3, F, H, W), as training encoded its clips
+    latents = vae.normalize_latents(vae.encode(pixels.to(vae.device, vae.dtype)))
+    emb, mask = pipe.encode_prompt(prompt)
+    state = model.new_state(1, window=o.window)
+    for c in range(chunks):
+        model.append_state(state, latents[:, :, c * k:(c + 1) * k].to(model.dtype), emb, mask)
+    return latents, emb, mask, state
+
+
 def continuation(pipe, prompts: list[str], history_chunks: int = 2) -> tuple[float, float]:
     """(colour %, motion %) when the model streams on from the real clip: the first `history_chunks` chunks of
     each prompt's rendered clip, encoded, are the history, and only the frames the model makes are judged. This
     separates learning motion from history (here) from holding it over the model's own chunks (adherence)."""
-    model, vae, o = pipe.transformer, pipe.vae, StreamOptions(**pipe.stream_defaults)
+    model, o = pipe.transformer, StreamOptions(**pipe.stream_defaults)
     k = o.chunk_frames
     sampler = make_sampler("longsana", timesteps=o.timesteps)
     ok = np.zeros((len(prompts), 2))
     for i, prompt in enumerate(prompts):
-        truth = data.render(data.parse_caption(prompt), history_chunks * k, size=pipe.defaults.height)
-        pixels = _to_model(truth).permute(1, 0, 2, 3)[None]  # (1, 3, F, H, W), as training encoded its clips
-        history = vae.normalize_latents(vae.encode(pixels.to(vae.device, vae.dtype)))
-        emb, mask = pipe.encode_prompt(prompt)
-        state = model.new_state(1, window=o.window)
-        for c in range(history_chunks):
-            model.append_state(state, history[:, :, c * k:(c + 1) * k].to(model.dtype), emb, mask)
+        history, emb, mask, state = real_history(pipe, prompt, history_chunks)
         generator, made = torch.Generator().manual_seed(i), []
         while len(made) * k < JUDGED_FRAMES:
             x = torch.randn((1, history.shape[1], k, *history.shape[3:]), generator=generator)
@@ -99,6 +110,29 @@ def continuation(pipe, prompts: list[str], history_chunks: int = 2) -> tuple[flo
         verdict = judge(to_uint8(pipe.decode(torch.cat(made, 2))[0]), prompt)
         ok[i] = verdict["colour_ok"], verdict["motion_ok"]
     return tuple(100 * ok.mean(0))
+
+
+def next_chunk_from_history(pipe, prompts: list[str], history_chunks: int = 2,
+                            levels: tuple[float, ...] = (1000.0, 750.0, 500.0)) -> dict[float, tuple[float, float]]:
+    """{t: (cosine, error ratio)}: one transformer pass predicts the chunk after `history_chunks` real chunks of
+    each prompt's rendered clip from that chunk noised to t (1000: pure noise, where every streamed chunk starts).
+    cosine: between the predicted and the true change from the history's last frame (1: the right motion);
+    error ratio: |predicted − true| / |true change| in latent space, where copying the last frame scores 1."""
+    model, k = pipe.transformer, StreamOptions(**pipe.stream_defaults).chunk_frames
+    scores: dict[float, list[tuple[float, float]]] = {t: [] for t in levels}
+    for i, prompt in enumerate(prompts):
+        z, emb, mask, state = real_history(pipe, prompt, history_chunks, extra_chunks=1)
+        z = z.float()
+        target, last = z[:, :, history_chunks * k:], z[:, :, history_chunks * k - 1:history_chunks * k]
+        noise = torch.randn(target.shape, generator=torch.Generator().manual_seed(i))
+        for t in levels:
+            sigma = t / 1000
+            xt = (1 - sigma) * target + sigma * noise
+            v = model(xt.to(model.dtype), torch.tensor([t]), emb, mask, state=state).float()
+            change, predicted = (target - last).flatten(), (xt - sigma * v - last).flatten()
+            scores[t].append((torch.nn.functional.cosine_similarity(change, predicted, 0).item(),
+                              ((predicted - change).norm() / change.norm()).item()))
+    return {t: tuple(np.mean(v, axis=0)) for t, v in scores.items()}
 
 
 def stability_and_speed(pipe, seconds: float, switch_every: float) -> dict:
@@ -167,6 +201,13 @@ def main() -> None:
         print(f"  {name:9} {len(prompts)} prompts                  {c:8.0f}   {m:8.0f}   ({tc:.0f} {tm:.0f})")
     c, m = continuation(pipe, data.heldout_prompts(n))
     print(f"  held-out, streaming on from 2 real chunks    {c:8.0f}   {m:8.0f}")
+    print("\none pass predicts the chunk after 2 real chunks (left/right/up/down prompts) from that chunk noised to t;"
+          " change = from the last real frame; copying that frame scores error 1.00")
+    for name, prompts in (("held-out", data.heldout_prompts(n)), ("seen", seen_prompts(n))):
+        movers = [p for p in prompts if data.parse_caption(p).objects[0].motion in TRANSLATIONS]
+        for t, (cosine, error) in next_chunk_from_history(pipe, movers).items():
+            print(f"  {name:9} {len(movers)} prompts, t = {t:4.0f}: cosine(predicted, true change) {cosine:.2f}, "
+                  f"error / true change {error:.2f}")
 
     seconds = 30 if args.quick else 120
     runs = {"eager": stability_and_speed(pipe, seconds, switch_every=15)}
