@@ -293,7 +293,7 @@ def _add_streaming(commands: argparse._SubParsersAction) -> None:
         sub.add_argument("--dtype", choices=DTYPES, default="bf16", help="bf16 (default, fast on CPU) or fp32")
         sub.add_argument("--compile", action="store_true",
                          help="torch.compile the transformer blocks and the decoder before streaming (needs a C++ "
-                              "compiler; compiling takes tens of seconds on first use, then about 1.6x the frames/s)")
+                              "compiler; compiling takes tens of seconds on first use, then about 1.4-1.7x the frames/s)")
         sub.add_argument("--device", type=_device, metavar="DEV", default=torch.device("cpu"),
                          help="cpu (default), cuda or cuda:N")
 

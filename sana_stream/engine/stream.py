@@ -290,7 +290,6 @@ class Stream:
         s["last_chunk_ms"] = {k: round(v, 2) for k, v in timings.items()}
 
 
-
 def warm_up(pipe: Any, prompt: str, *, height: int | None = None, width: int | None = None) -> float:
     """Stream a throwaway video through every kind of pass a stream makes (the opening chunk, a steady chunk, a
     prompt switch's re-cache) so that a compiled pipeline (`Pipeline.compile`) builds its graphs before anything
@@ -302,6 +301,7 @@ def warm_up(pipe: Any, prompt: str, *, height: int | None = None, width: int | N
     stream.set_prompt(prompt)  # the same text still re-caches the last chunk
     stream.next_chunk()
     return time.perf_counter() - started
+
 
 @dataclass
 class _Chunk:
