@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -223,8 +222,11 @@ def _stream_to_mp4(args: argparse.Namespace, schedule: list) -> int:
 
     if _output_kind(args.output) != "video":
         raise CommandError(f"{args.output}: streaming writes video, give an .mp4 file name")
-    if args.compile and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
-        raise CommandError("--compile needs a C++ compiler (g++, c++ or clang++ on PATH) for torch.compile")
+    if args.compile:
+        from .pipeline.pipeline import CXX_COMPILERS, can_compile
+
+        if not can_compile():
+            raise CommandError(f"--compile needs a C++ compiler ({', '.join(CXX_COMPILERS)} on PATH) for torch.compile")
     pipe = _quiet_load(args.model, DTYPES[args.dtype], args.device)
     if pipe.family != "video":
         raise CommandError(f"streaming needs a video model; {args.model} is a {pipe.family} model")
@@ -254,6 +256,8 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _train_demo(args: argparse.Namespace) -> int:
+    import shutil
+
     from .demo.train import TrainConfig, train_demo
     from .pipeline.loading import DEMO_MODEL
 
@@ -293,7 +297,7 @@ def _add_streaming(commands: argparse._SubParsersAction) -> None:
         sub.add_argument("--dtype", choices=DTYPES, default="bf16", help="bf16 (default, fast on CPU) or fp32")
         sub.add_argument("--compile", action="store_true",
                          help="torch.compile the transformer blocks and the decoder before streaming (needs a C++ "
-                              "compiler; compiling takes tens of seconds on first use, then about 1.4-1.7x the frames/s)")
+                              "compiler; tens of seconds on first use, then about 1.4-1.7x the frames/s)")
         sub.add_argument("--device", type=_device, metavar="DEV", default=torch.device("cpu"),
                          help="cpu (default), cuda or cuda:N")
 

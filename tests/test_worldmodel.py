@@ -4,7 +4,6 @@ bad input (rejected without changing the world) and the gymnasium wrapper."""
 from __future__ import annotations
 
 import json
-import shutil
 import warnings
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from sana_stream.pipeline.pipeline import can_compile
 from worldmodel import Observation, WorldEnv, WorldModel
 from worldmodel.actions import ACTION_DIM, KEYS
 from worldmodel.env import key_combos
@@ -148,7 +148,7 @@ def test_steps_equal_appending_each_frame_before_denoising_the_next(folder, wm, 
         assert not np.array_equal(got, rollout(wm, actions, seed=3)[:, 0])  # guidance changes the frames
 
 
-@pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
+@pytest.mark.skipif(not can_compile(),
                     reason="torch.compile's CPU backend needs a C++ compiler")
 def test_compiled_world_model_steps_like_the_eager_one(folder, wm):
     # compile=True compiles the transformer blocks and the decoder: the same frames (fp32: rounding only), for

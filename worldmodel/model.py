@@ -21,7 +21,7 @@ import copy
 import json
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,7 @@ class WorldConfig:
             raise ValueError(f"cannot read {path}: {err}") from None
         if not isinstance(raw, dict):
             raise ValueError(f"{path} must hold a JSON object")
-        missing = sorted({f for f in cls.__dataclass_fields__} - set(raw) - {"action_guidance"})
+        missing = sorted({f.name for f in fields(cls) if f.default is MISSING} - set(raw))
         if missing:
             raise ValueError(f"{path} lacks field(s): {', '.join(missing)}")
         try:
@@ -104,7 +104,7 @@ class WorldConfig:
             window = positive_int("window")
         if not isinstance(raw["prompt"], str):
             raise ValueError(f"prompt must be a string, got {raw['prompt']!r}")
-        guidance = raw.get("action_guidance", 1.0)
+        guidance = raw.get("action_guidance", cls.action_guidance)
         return cls(action_dim=positive_int("action_dim"), keys=tuple(keys), frame_size=(size[0], size[1]),
                    fps=float(fps), frames_per_step=positive_int("frames_per_step"),
                    timesteps=tuple(float(t) for t in timesteps), window=window, prompt=raw["prompt"],
@@ -117,6 +117,25 @@ def _guidance(value: Any) -> float:
         raise ValueError(f"action_guidance must be a number in [0, 10] (1: off), got {value!r}")
     return float(value)
 
+
+
+def action_guided_velocity(model: Any, x: torch.Tensor, t: torch.Tensor, emb: torch.Tensor, mask: torch.Tensor,
+                           state: Any, actions: torch.Tensor, guidance: float, append: torch.Tensor | None = None,
+                           append_action: torch.Tensor | None = None) -> torch.Tensor:
+    """v_none + g·(v_action − v_none) for x after `state`'s history (g = 1: the plain prediction), both predictions
+    in one batched pass; `append` (with its actions) joins the history first, as in SanaTransformer.forward."""
+    if guidance == 1:
+        return model(x, t, emb, mask, state=state, action=actions, append=append, append_action=append_action)
+
+    def pair(a: torch.Tensor | None) -> torch.Tensor | None:
+        return None if a is None else torch.cat([a, a])
+
+    # The "none" rows read the same history: the state listed twice (it appends the pending chunk once).
+    v = model(pair(x), pair(t), pair(emb), pair(mask), state=StateBatch([state, state]),
+              action=torch.cat([actions, torch.zeros_like(actions)]), append=pair(append),
+              append_action=pair(append_action))
+    acted, none = v.chunk(2)
+    return classifier_free_guidance(none, acted, guidance)
 
 # ----- what step() returns and what snapshot() holds ------------------------------------------------------------
 
@@ -218,9 +237,8 @@ class WorldModel:
         self._owner = _owner if _owner is not None else object()  # snapshots restore only onto these weights
         self._sampler = make_sampler("longsana", timesteps=config.timesteps)  # also validates the schedule
         device = model.device
-        # Preallocated per step: the timestep of each denoising step for every row (two per world when guided).
-        rows = batch_size * (1 if config.action_guidance == 1 else 2)
-        self._timesteps = [t.to(device).expand(rows).contiguous() for t in self._sampler.timesteps]
+        # Preallocated per step: the timestep of each denoising step for every world.
+        self._timesteps = [t.to(device).expand(batch_size).contiguous() for t in self._sampler.timesteps]
         self._latent_hw = (height // factor, width // factor)
         self._none = encode_action("none")
         self._bf16_decode = model.dtype == torch.bfloat16
@@ -424,19 +442,10 @@ class WorldModel:
         return x
 
     def _velocity(self, run: _Run, x: torch.Tensor, t: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """The model's velocity for x under `actions`, action-guided when the config asks (one pass over both
-        predictions); appends run's pending chunk first."""
-        model, emb, mask, g = self.pipeline.transformer, *run.text, self.config.action_guidance
-        if g == 1:
-            return model(x, t, emb, mask, state=run.state, action=actions, append=run.pending,
-                         append_action=run.pending_action)
-        # The "none" rows read the same history: the state listed twice (it appends the pending chunk once).
-        pair = lambda a: None if a is None else torch.cat([a, a])  # noqa: E731
-        v = model(pair(x), t, pair(emb), pair(mask), state=StateBatch([run.state, run.state]),
-                  action=torch.cat([actions, torch.zeros_like(actions)]), append=pair(run.pending),
-                  append_action=pair(run.pending_action))
-        acted, none = v.chunk(2)
-        return classifier_free_guidance(none, acted, g)
+        """The model's velocity for x under `actions` (action-guided as the config asks); appends run's pending
+        chunk first."""
+        return action_guided_velocity(self.pipeline.transformer, x, t, *run.text, run.state, actions,
+                                      self.config.action_guidance, run.pending, run.pending_action)
 
     def _decode(self, run: _Run, latents: torch.Tensor) -> np.ndarray:
         """Latents (B, C, T, h, w) -> uint8 frames (B, n, H, W, 3), through the decoder's stream cache."""

@@ -33,12 +33,13 @@ import torch
 
 from sana_stream.demo.train import TrainConfig, _load, _save, _to_model, export, train_autoencoder, train_transformer
 from sana_stream.model import SanaTransformer
-from sana_stream.sampling import classifier_free_guidance, make_sampler
+from sana_stream.sampling import make_sampler
 from sana_stream.text import TextEncoder
 from sana_stream.vae.dc_ae import DCAE
 
 from . import spec
 from .actions import KEYS
+from .model import action_guided_velocity
 from .sim import BRANCH_ACTIONS, branching, rollout
 
 CLIPS_PER_ROLLOUT = 8
@@ -215,11 +216,8 @@ def evaluate(ae: DCAE, scale: float, model: SanaTransformer, text: TextEncoder, 
         action = actions[:, step : step + 1]
         x = torch.randn(start[:, :, None].shape, generator=gen)
         for i, t in enumerate(sampler.timesteps):
-            xt, tb = x.to(dtype), t.expand(b)
-            v = model(xt, tb, emb, mask, state=state, action=action)
-            if spec.ACTION_GUIDANCE != 1:  # as world.json tells the SDK to step
-                none = model(xt, tb, emb, mask, state=state, action=torch.zeros_like(action))
-                v = classifier_free_guidance(none, v, spec.ACTION_GUIDANCE)
+            # Guided as world.json tells the SDK to step.
+            v = action_guided_velocity(model, x.to(dtype), t.expand(b), emb, mask, state, action, spec.ACTION_GUIDANCE)
             x = sampler.step(v, i, x, generator=gen)
         model.append_state(state, x.to(dtype), emb, mask, action=action)
         pixels = ae.decode(x[:, :, 0] / scale).clamp(-1, 1)

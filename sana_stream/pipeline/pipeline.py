@@ -10,6 +10,7 @@ None for any option means the model family's default (DESIGN §4, `family.FAMILI
 from __future__ import annotations
 
 import math
+import shutil
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,6 +27,14 @@ MAX_STEPS = 1000
 
 if TYPE_CHECKING:
     from ..engine import Stream
+
+
+CXX_COMPILERS = ("g++", "c++", "clang++")
+
+
+def can_compile() -> bool:
+    """Whether Pipeline.compile can run here: torch.compile's CPU backend builds its kernels with a C++ compiler."""
+    return any(shutil.which(c) for c in CXX_COMPILERS)
 
 
 class Pipeline:
@@ -279,6 +288,8 @@ class Pipeline:
         first use. Returns self."""
         from ..vae.frames import PerFrameVAE
 
+        if not can_compile():
+            raise RuntimeError(f"torch.compile needs a C++ compiler ({', '.join(CXX_COMPILERS)} on PATH)")
         for block in self.transformer.transformer_blocks:
             block.compile(dynamic=False)
         if isinstance(self.vae, PerFrameVAE):
