@@ -186,7 +186,7 @@ def train_actions(cfg: WorldTrainConfig, work: Path, data: dict, ae: DCAE, model
 # ----- stage 6: evaluation -------------------------------------------------------------------------------------
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR (dB) of the mean squared error over uint8 batches (N, H, W, 3): a frame the baseline copies exactly
     (a step into a wall) adds zero error instead of an infinite PSNR to an average."""
     mse = ((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean()
@@ -227,10 +227,10 @@ def evaluate(ae: DCAE, scale: float, model: SanaTransformer, text: TextEncoder, 
         pixels = ae.decode(x[:, :, 0] / scale).clamp(-1, 1)
         predicted.append(((pixels.permute(0, 2, 3, 1) + 1) * 127.5).round().byte().numpy())
     recon = ((ae.decode(start / scale).clamp(-1, 1).permute(0, 2, 3, 1) + 1) * 127.5).round().byte().numpy()
-    results = {"autoencoder_psnr": _psnr(recon, truth[:, 0])}
+    results = {"autoencoder_psnr": psnr(recon, truth[:, 0])}
     for h in EVAL_HORIZONS:
-        results[f"h{h}"] = {"model_psnr": _psnr(predicted[h - 1], truth[:, h]),
-                            "copy_last_frame_psnr": _psnr(truth[:, 0], truth[:, h])}
+        results[f"h{h}"] = {"model_psnr": psnr(predicted[h - 1], truth[:, h]),
+                            "copy_last_frame_psnr": psnr(truth[:, 0], truth[:, h])}
     return results
 
 
