@@ -8,7 +8,7 @@ import torch
 
 import sana_stream as ss
 from sana_stream.demo import text as text_stage
-from sana_stream.demo.train import TrainConfig, _motion_weight, _object_weight, previous_frames, train_demo
+from sana_stream.demo.train import TrainConfig, _motion_weight, _object_weight, train_demo
 
 
 def test_train_demo_end_to_end_resumes_and_exports(tmp_path):
@@ -58,10 +58,3 @@ def test_motion_weight_marks_what_changes():
     assert w.shape == (1, 1, 3, 8, 8)
     assert w[0, 0, 1, 2, 2] == 5.0 and w[0, 0, 2, 2, 2] == 1.0 and w[0, 0, 0, 2, 2] == 5.0
     assert torch.all(w[..., 0, 0] == 1.0)
-
-
-def test_previous_frames_are_the_last_frame_of_the_chunk_before():
-    x0 = torch.arange(6.0).view(1, 1, 6, 1, 1).expand(2, 3, 6, 2, 2)  # frame i holds the value i
-    assert previous_frames(x0, 1)[0, 0, :, 0, 0].tolist() == [0, 0, 1, 2, 3, 4]
-    assert previous_frames(x0, 3)[1, 2, :, 1, 1].tolist() == [0, 0, 0, 2, 2, 2]
-    assert previous_frames(x0, 2).shape == x0.shape

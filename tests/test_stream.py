@@ -27,11 +27,9 @@ def frames_per_chunk(c):
     return 1 + 4 * (K - 1) if c == 0 else 4 * K
 
 
-def reference_frames(pipe, prompt, seed, chunks, anchor_guidance=1.0, anchor_timesteps=None,
-                     last_frame_source=False):
+def reference_frames(pipe, prompt, seed, chunks, anchor_guidance=1.0, anchor_timesteps=None):
     """Chunk-causal generation of chunks·K latent frames with the stream's noise draws, decoded in one go; the
-    first chunk with CFG at anchor_guidance over anchor_timesteps when those are given; with last_frame_source
-    every later chunk's noise (at t = 1000 and at each re-noising) centred on the last frame before it."""
+    first chunk with CFG at anchor_guidance over anchor_timesteps when those are given."""
     model, vae = pipe.transformer, pipe.vae
     emb, mask = pipe.encode_prompt(prompt)
     gen = torch.Generator().manual_seed(seed)
@@ -49,16 +47,12 @@ def reference_frames(pipe, prompt, seed, chunks, anchor_guidance=1.0, anchor_tim
                 history = x
                 continue
             sampler = LongSanaSampler()
-            centre = history[:, :, -1:] if last_frame_source and history is not None else torch.zeros(1)
-            x = x + centre
             for i in range(sampler.num_steps):
                 full = x if history is None else torch.cat([history, x], dim=2)
                 t = torch.zeros(1, full.shape[2])
                 t[:, -K:] = sampler.timesteps[i]
                 v = model(full, t, emb, mask, chunk_frames=K)[:, :, -K:]
                 x = sampler.step(v, i, x, generator=gen)
-                if i + 1 < sampler.num_steps:
-                    x = x + sampler.sigmas[i + 1] * centre
             history = x if history is None else torch.cat([history, x], dim=2)
         pixels = vae.decode(vae.denormalize_latents(history))
     return (pixels[0].float() / 2 + 0.5).clamp(0, 1).permute(1, 2, 3, 0).mul(255).round().to(torch.uint8).numpy()
@@ -74,18 +68,6 @@ def test_stream_equals_chunk_causal_reference(pipe):
     assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
     assert [f.index for f in frames] == list(range(n))
     assert frames[5].time == pytest.approx(5 / 16)
-
-
-def test_last_frame_source_centres_each_chunks_noise_on_the_frame_before(pipe):
-    stream = pipe.stream("a red ball bouncing", seed=11, height=32, width=32, chunk_frames=K, last_frame_source=True)
-    n = sum(frames_per_chunk(c) for c in range(3))
-    got = np.stack(take(stream, n))
-    want = reference_frames(pipe, "a red ball bouncing", 11, 3, last_frame_source=True)
-    assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
-    plain = reference_frames(pipe, "a red ball bouncing", 11, 3)
-    first = frames_per_chunk(0)
-    assert np.abs(got[:first].astype(int) - plain[:first].astype(int)).max() <= 1  # no frame before it
-    assert np.abs(got[first:].astype(int) - plain[first:].astype(int)).max() > 8
 
 
 def test_same_seed_same_frames_and_reset(pipe):
@@ -216,7 +198,7 @@ def test_streams_batched_together_get_their_own_frames(pipe):
                    pipe.stream("blue sea", seed=2, height=32, width=32, chunk_frames=K, window=2),
                    pipe.stream("fire", seed=3, height=32, width=32, chunk_frames=K, guidance_scale=3.0,
                                negative_prompt="blur"),
-                   pipe.stream("a wall", seed=4, height=32, width=32, chunk_frames=K, last_frame_source=True),
+                   pipe.stream("a wall", seed=4, height=32, width=32, chunk_frames=K),
                    pipe.stream("green hills", seed=5, height=32, width=32, chunk_frames=K, guidance_scale=2.0)]
         streams[0].next_chunk()
         return streams
@@ -274,8 +256,6 @@ def test_bad_stream_requests(pipe):
         pipe.stream("x", height=32, width=32, chunk_size=3)
     with pytest.raises(ValueError, match="chunk_frames"):
         pipe.stream("x", height=32, width=32, chunk_frames=0)
-    with pytest.raises(ValueError, match="last_frame_source"):
-        pipe.stream("x", height=32, width=32, last_frame_source="yes")
     with pytest.raises(ValueError, match="height must be a positive multiple"):
         pipe.stream("x", height=30, width=32)
     with pytest.raises(ValueError, match="seed must be an int"):

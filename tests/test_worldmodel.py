@@ -108,21 +108,18 @@ def test_same_seed_and_actions_same_frames_and_every_input_matters(wm):
     assert not np.array_equal(first[0], wm.step(actions[0]).frames)
 
 
-@pytest.mark.parametrize("guidance, last_frame_source", [(1.0, False), (2.5, False), (1.0, True)])
-def test_steps_equal_appending_each_frame_before_denoising_the_next(folder, wm, guidance, last_frame_source):
+@pytest.mark.parametrize("guidance", [1.0, 2.5])
+def test_steps_equal_appending_each_frame_before_denoising_the_next(folder, wm, guidance):
     # step() folds each frame's t = 0 append into the next step's first pass, and runs an action-guided pass's
     # two predictions in one batch. The frames must be those of the plain order, written out here from the public
     # pieces: append the start frames, then per action denoise a frame against the history (guided: v_none +
     # g·(v_action − v_none), both on that history) and append it with its own action; past the window too.
-    # With last_frame_source the noise, at the start and at every re-noising, is centred on the newest frame.
-    from dataclasses import replace
-
     from sana_stream.pipeline.pipeline import to_uint8, to_unit
     from sana_stream.sampling import make_sampler
     from worldmodel.actions import encode_action
 
-    config = replace(wm.config, action_guidance=guidance, last_frame_source=last_frame_source)
-    stepped = WorldModel(wm.pipeline, config)
+    stepped = wm if guidance == 1 else WorldModel.from_pretrained(folder, dtype=torch.float32,
+                                                                   action_guidance=guidance)
     actions = ["w", "a", "i+l", "none", "s", "d", "w"]
     got = rollout(stepped, actions, seed=3)[:, 0]
     pipe, model, cfg = wm.pipeline, wm.pipeline.transformer, wm.config
@@ -133,26 +130,22 @@ def test_steps_equal_appending_each_frame_before_denoising_the_next(folder, wm, 
     with torch.no_grad():
         start = wm._encode_images(start_image()).repeat(1, 1, cfg.context_frames, 1, 1)
         model.append_state(state, start, emb, mask, action=torch.zeros(1, cfg.context_frames, ACTION_DIM))
-        want, newest = [], start[:, :, -1:]
+        want = []
         for a in actions:
             action = torch.from_numpy(encode_action(a))[None, None]
-            centre = newest if last_frame_source else torch.zeros_like(newest)
-            x = torch.randn((1, model.config.in_channels, 1, *start.shape[-2:]), generator=gen) + centre
+            x = torch.randn((1, model.config.in_channels, 1, *start.shape[-2:]), generator=gen)
             for i, t in enumerate(sampler.timesteps):
                 v = model(x, t[None], emb, mask, state=state, action=action)
                 if guidance != 1:
                     none = model(x, t[None], emb, mask, state=state, action=torch.zeros_like(action))
                     v = none + guidance * (v - none)
                 x = sampler.step(v, i, x, generator=gen)
-                if i + 1 < len(sampler.timesteps):
-                    x = x + sampler.sigmas[i + 1] * centre
             model.append_state(state, x, emb, mask, action=action)
-            newest = x
             pixels = pipe.vae.decode(pipe.vae.denormalize_latents(x))[:, :, 0]
             want.append(to_uint8(to_unit(pixels).permute(0, 2, 3, 1))[0])
     assert np.abs(got.astype(int) - np.stack(want).astype(int)).max() <= 1  # fp32 rounding only
-    if guidance != 1 or last_frame_source:
-        assert not np.array_equal(got, rollout(wm, actions, seed=3)[:, 0])  # either changes the frames
+    if guidance != 1:
+        assert not np.array_equal(got, rollout(wm, actions, seed=3)[:, 0])  # guidance changes the frames
 
 
 @pytest.mark.skipif(not can_compile(),
@@ -332,9 +325,6 @@ def test_world_folder_problems_are_named(folder, tmp_path):
         WorldModel.from_pretrained(bad)
     with pytest.raises(ValueError, match="action_guidance"):
         WorldModel.from_pretrained(folder, action_guidance=-1)
-    (bad / "world.json").write_text(json.dumps({**spec, "last_frame_source": "yes"}))
-    with pytest.raises(ValueError, match="last_frame_source"):
-        WorldModel.from_pretrained(bad)
 
 
 def test_bf16_default_steps(folder):

@@ -23,7 +23,6 @@ import math
 import time
 from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -60,9 +59,6 @@ class WorldConfig:
     # Optional in world.json. Each denoising pass's velocity is v_none + g·(v_action − v_none), v_none being the
     # prediction for the same frame under "none": 1 is the plain prediction, more reads the action more boldly.
     action_guidance: float = 1.0
-    # Optional in world.json: the noise a step starts from (and is re-noised with) is centred on the newest frame's
-    # latent instead of on zero, as the model was trained (TrainConfig.last_frame_source).
-    last_frame_source: bool = False
 
     @classmethod
     def from_file(cls, path: str | Path) -> "WorldConfig":
@@ -109,14 +105,10 @@ class WorldConfig:
         if not isinstance(raw["prompt"], str):
             raise ValueError(f"prompt must be a string, got {raw['prompt']!r}")
         guidance = raw.get("action_guidance", cls.action_guidance)
-        last_frame_source = raw.get("last_frame_source", cls.last_frame_source)
-        if not isinstance(last_frame_source, bool):
-            raise ValueError(f"last_frame_source must be true or false, got {last_frame_source!r}")
         return cls(action_dim=positive_int("action_dim"), keys=tuple(keys), frame_size=(size[0], size[1]),
                    fps=float(fps), frames_per_step=positive_int("frames_per_step"),
                    timesteps=tuple(float(t) for t in timesteps), window=window, prompt=raw["prompt"],
-                   context_frames=positive_int("context_frames"), action_guidance=_guidance(guidance),
-                   last_frame_source=last_frame_source)
+                   context_frames=positive_int("context_frames"), action_guidance=_guidance(guidance))
 
 
 def _guidance(value: Any) -> float:
@@ -144,15 +136,6 @@ def action_guided_velocity(model: Any, x: torch.Tensor, t: torch.Tensor, emb: to
               append_action=pair(append_action))
     acted, none = v.chunk(2)
     return classifier_free_guidance(none, acted, guidance)
-
-def sample_chunk(sampler: Any, noise: torch.Tensor, velocity: Callable[[torch.Tensor, int], torch.Tensor],
-                 generator: torch.Generator, centre: torch.Tensor | None = None) -> torch.Tensor:
-    """A clean chunk from `noise` in the LongSANA sampler's steps, velocity(x, i) being the model's at step i;
-    centre: the newest frame for a last_frame_source model (LongSanaSampler), else None."""
-    x = sampler.start(noise, centre)
-    for i in range(sampler.num_steps):
-        x = sampler.step(velocity(x, i), i, x, generator=generator, centre=centre)
-    return x
 
 # ----- what step() returns and what snapshot() holds ------------------------------------------------------------
 
@@ -189,7 +172,6 @@ class _Run:
     # written to in place, so clones share them.
     pending: torch.Tensor | None = None
     pending_action: torch.Tensor | None = None
-    newest: torch.Tensor | None = None  # (B, C, 1, h, w) float: the newest latent frame; never written to in place
 
     def clone(self) -> "_Run":
         generator = torch.Generator(device=self.generator.device)
@@ -197,7 +179,7 @@ class _Run:
         # The decoder cache is a small object of tensors (the per-frame VAE's holds none): deepcopy covers any.
         return _Run(self.state.clone(), copy.deepcopy(self.decode_state), generator, self.frame.copy(),
                     list(self.poses), self.frame_index, self.steps, self.seed, self.prompts, self.text, self.pending,
-                    self.pending_action, self.newest)
+                    self.pending_action)
 
 
 class Snapshot:
@@ -354,7 +336,6 @@ class WorldModel:
         else:
             latents = latents.repeat(1, 1, self.config.context_frames, 1, 1)
         model.append_state(run.state, latents.to(model.dtype), *run.text, action=still)
-        run.newest = latents[:, :, -1:].float()
         frames = self._decode(run, latents)
         run.frame = frames[:, -1].copy()
         self._run = run  # only now: a rejected reset leaves the previous worlds as they were
@@ -373,7 +354,6 @@ class WorldModel:
         t0 = time.perf_counter()
         x = self._denoise(run, actions, self.config.frames_per_step)
         run.pending, run.pending_action = x.to(self.pipeline.transformer.dtype), actions
-        run.newest = x[:, :, -1:]
         t1 = time.perf_counter()
         frames = self._decode(run, x)
         t2 = time.perf_counter()
@@ -451,17 +431,15 @@ class WorldModel:
     def _denoise(self, run: _Run, actions: torch.Tensor, frames: int) -> torch.Tensor:
         """A clean chunk of `frames` latent frames for every world, against the history in run.state; the first
         pass also appends run's pending chunk to that history."""
-        model = self.pipeline.transformer
+        model, sampler = self.pipeline.transformer, self._sampler
         channels = model.config.in_channels
-        noise = torch.randn((self.batch_size, channels, frames, *self._latent_hw), generator=run.generator)
-
-        def velocity(x: torch.Tensor, i: int) -> torch.Tensor:
-            v = self._velocity(run, x.to(model.dtype), self._timesteps[i], actions)
+        x = torch.randn((self.batch_size, channels, frames, *self._latent_hw), generator=run.generator)
+        x = x.to(model.device)
+        for i, t in enumerate(self._timesteps):
+            v = self._velocity(run, x.to(model.dtype), t, actions)
             run.pending = run.pending_action = None
-            return v
-
-        centre = run.newest if self.config.last_frame_source else None
-        return sample_chunk(self._sampler, noise.to(model.device), velocity, run.generator, centre)
+            x = sampler.step(v, i, x, generator=run.generator)
+        return x
 
     def _velocity(self, run: _Run, x: torch.Tensor, t: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """The model's velocity for x under `actions` (action-guided as the config asks); appends run's pending

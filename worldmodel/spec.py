@@ -75,9 +75,8 @@ def build_text_model(vocab_size: int, seed: int):
     return demo.build_text_model(vocab_size, seed, TEXT_ENCODER)
 
 
-def world_json(last_frame_source: bool) -> dict[str, Any]:
-    """world.json: how the SDK steps this model (read by worldmodel.model); last_frame_source: as trained."""
+def world_json() -> dict[str, Any]:
+    """world.json: how the SDK steps this model (read by worldmodel.model)."""
     return {"action_dim": ACTION_DIM, "keys": list(KEYS), "frame_size": list(FRAME_SIZE), "fps": FPS,
             "frames_per_step": 1, "timesteps": STEP_TIMESTEPS, "window": WINDOW, "prompt": DEFAULT_PROMPT,
-            "context_frames": CONTEXT_FRAMES, "action_guidance": ACTION_GUIDANCE,
-            "last_frame_source": last_frame_source}
+            "context_frames": CONTEXT_FRAMES, "action_guidance": ACTION_GUIDANCE}

@@ -39,7 +39,7 @@ from sana_stream.vae.dc_ae import DCAE
 
 from . import spec
 from .actions import KEYS
-from .model import action_guided_velocity, sample_chunk
+from .model import action_guided_velocity
 from .sim import BRANCH_ACTIONS, branching, rollout
 
 CLIPS_PER_ROLLOUT = 8
@@ -194,11 +194,9 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def evaluate(ae: DCAE, scale: float, model: SanaTransformer, text: TextEncoder, seed: int = 0,
-             last_frame_source: bool = False) -> dict:
+def evaluate(ae: DCAE, scale: float, model: SanaTransformer, text: TextEncoder, seed: int = 0) -> dict:
     """Step the model through held-out worlds with the actions of a random-policy rollout, from the true start
-    frame, and compare with the simulator at EVAL_HORIZONS; copy-last-frame is the baseline. last_frame_source:
-    as the model was trained (TrainConfig)."""
+    frame, and compare with the simulator at EVAL_HORIZONS; copy-last-frame is the baseline."""
     horizon = max(EVAL_HORIZONS)
     runs = [rollout(spec.EVAL_SEED_START + i, "random", horizon + 1, warmup=10, policy_seed=seed)
             for i in range(EVAL_WORLDS)]
@@ -213,16 +211,14 @@ def evaluate(ae: DCAE, scale: float, model: SanaTransformer, text: TextEncoder, 
     state = model.new_state(b, window=spec.WINDOW)
     start = ae.encode(_to_model(truth[:, 0]).contiguous(memory_format=torch.channels_last)) * scale
     model.append_state(state, start[:, :, None].to(dtype), emb, mask, action=torch.zeros(b, 1, actions.shape[-1]))
-    predicted, x = [], start[:, :, None]
+    predicted = []
     for step in range(1, horizon + 1):
         action = actions[:, step : step + 1]
-
-        def velocity(x: torch.Tensor, i: int) -> torch.Tensor:  # guided as world.json tells the SDK to step
-            return action_guided_velocity(model, x.to(dtype), sampler.timesteps[i].expand(b), emb, mask, state,
-                                          action, spec.ACTION_GUIDANCE)
-
-        noise = torch.randn(start[:, :, None].shape, generator=gen)
-        x = sample_chunk(sampler, noise, velocity, gen, x[:, :, -1:] if last_frame_source else None)
+        x = torch.randn(start[:, :, None].shape, generator=gen)
+        for i, t in enumerate(sampler.timesteps):
+            # Guided as world.json tells the SDK to step.
+            v = action_guided_velocity(model, x.to(dtype), t.expand(b), emb, mask, state, action, spec.ACTION_GUIDANCE)
+            x = sampler.step(v, i, x, generator=gen)
         model.append_state(state, x.to(dtype), emb, mask, action=action)
         pixels = ae.decode(x[:, :, 0] / scale).clamp(-1, 1)
         predicted.append(((pixels.permute(0, 2, 3, 1) + 1) * 127.5).round().byte().numpy())
@@ -302,14 +298,13 @@ def train_world(cfg: WorldTrainConfig, export_to: str | Path | None = None) -> P
         model, tokenizer, text_model = train_actions(cfg, work, data, ae, model, text_model)
     ae = ae.cpu()
 
-    results = evaluate(ae, data["scaling_factor"], model, TextEncoder(tokenizer, text_model, cache_size=0),
-                       last_frame_source=cfg.last_frame_source)
+    results = evaluate(ae, data["scaling_factor"], model, TextEncoder(tokenizer, text_model, cache_size=0))
     (work / "evaluation.json").write_text(json.dumps(results, indent=2))
     card = (MODEL_CARD.replace("{evaluation}", _evaluation_table(results)).replace("{window}", str(spec.WINDOW))
             .replace("{guidance}", f"{spec.ACTION_GUIDANCE:g}"))
     folder = export(Path(export_to) if export_to else work / "model", ae, data["scaling_factor"], model, tokenizer,
                     text_model, cfg, time.perf_counter() - started, spec, card)
-    (folder / "world.json").write_text(json.dumps(spec.world_json(cfg.last_frame_source), indent=2))
+    (folder / "world.json").write_text(json.dumps(spec.world_json(), indent=2))
     (folder / "evaluation.json").write_text(json.dumps({"results": results, "training": asdict(cfg)}, indent=2))
     return folder
 

@@ -60,9 +60,6 @@ class TrainConfig:
     clean_chunk_prob: float = 0.35  # a chunk is clean history (t = 0) with this probability, else noised
     object_weight: float = 3.0  # extra loss weight on latent pixels that stand out from their frame (objects)
     motion_weight: float = 0.0  # extra loss weight on latent pixels that change from the frame before (motion)
-    # The flow's source: noise centred on the last latent frame before each chunk instead of on zero (see
-    # previous_frames). The chunk's degenerate prediction is then that frame, not the blurred mean of frames.
-    last_frame_source: bool = False
     checkpoint_every: int = 50
     device: str = "cpu"  # a GPU only makes it faster; the data is rendered on the CPU either way
 
@@ -216,14 +213,6 @@ def _motion_weight(x0: torch.Tensor, strength: float) -> torch.Tensor:
     return 1 + strength * change.clamp(max=3.0)
 
 
-def previous_frames(x0: torch.Tensor, chunk_frames: int) -> torch.Tensor:
-    """(B, C, T, h, w) -> for every latent frame, the last frame of the chunk before its own (zero in the first
-    chunk): the centre of the noise a chunk starts from with TrainConfig.last_frame_source."""
-    last = x0[:, :, chunk_frames - 1 :: chunk_frames]
-    before = torch.cat([torch.zeros_like(last[:, :, :1]), last[:, :, :-1]], dim=2)
-    return before.repeat_interleave(chunk_frames, dim=2)
-
-
 def _caption_table(text: TextEncoder, captions: list[str], length: int) -> tuple[dict[str, int], torch.Tensor,
                                                                                  torch.Tensor]:
     """A frozen encoder's states for every distinct caption and the empty one, computed once."""
@@ -311,8 +300,6 @@ def train_transformer(cfg: TrainConfig, work: Path, data: dict, model_spec: Modu
         t = t_chunk.repeat_interleave(k, dim=1).to(cfg.device)  # per latent frame
         sigma = (t / 1000).view(cfg.dit_batch, 1, -1, 1, 1)
         noise = torch.randn(x0.shape, generator=gen).to(cfg.device)
-        if cfg.last_frame_source:
-            noise = noise + previous_frames(x0, k)
         # Clean history gets a little noise the model is not told about: robustness to its own imperfect past.
         history_jitter = 0.03 * torch.randn(x0.shape, generator=gen).to(cfg.device) * (sigma == 0)
         xt = (1 - sigma) * x0 + sigma * noise + history_jitter
@@ -373,8 +360,7 @@ def export(folder: Path, ae: DCAE, scale: float, model: SanaTransformer, tokeniz
     (folder / "scheduler").mkdir()
     (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(
         {"_class_name": "FlowMatchEulerDiscreteScheduler", "num_train_timesteps": 1000, "shift": 1.0}, indent=2))
-    stream = dict(model_spec.STREAM, last_frame_source=cfg.last_frame_source)  # the sampling it was trained for
-    defaults = {"causal": True, "generate": model_spec.GENERATE, "stream": stream,
+    defaults = {"causal": True, "generate": model_spec.GENERATE, "stream": model_spec.STREAM,
                 "training": {**asdict(cfg), "seconds": round(seconds)}}
     (folder / "sana_stream.json").write_text(json.dumps(defaults, indent=2))
     (folder / "README.md").write_text((card or MODEL_CARD).format(

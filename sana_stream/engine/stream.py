@@ -56,10 +56,6 @@ class StreamOptions:
     # none, as for guidance_scale) on its steps below t = 1000, and its own denoising schedule (None: `timesteps`).
     anchor_guidance: float = 1.0
     anchor_timesteps: tuple[float, ...] | None = None
-    # A model trained with its noise centred on the last frame before each chunk (TrainConfig.last_frame_source)
-    # streams with True: every chunk after the first starts from, and re-noises around, the previous chunk's
-    # last latent frame.
-    last_frame_source: bool = False
 
     def validate(self) -> None:
         if not isinstance(self.chunk_frames, int) or self.chunk_frames < 1:
@@ -72,8 +68,6 @@ class StreamOptions:
             raise ValueError(f"guidance_scale must be ≥ 0, got {self.guidance_scale!r}")
         if not self.anchor_guidance >= 0:
             raise ValueError(f"anchor_guidance must be ≥ 0, got {self.anchor_guidance!r}")
-        if not isinstance(self.last_frame_source, bool):
-            raise ValueError(f"last_frame_source must be a bool, got {self.last_frame_source!r}")
 
 
 @dataclass
@@ -256,14 +250,6 @@ class Stream:
                         generator=self._generator)
         return x.to(self.pipe.transformer.device)
 
-    def _noise_centre(self) -> torch.Tensor:
-        """(1, C, 1, h, w): what this chunk's noise is centred on: the previous chunk's last latent frame with
-        last_frame_source, zero at a stream's start (and without the option)."""
-        if self.options.last_frame_source and self._last_latents is not None:
-            return self._last_latents[:, :, -1:]
-        return torch.zeros((1, self._latent_shape[0], 1, *self._latent_shape[1:]),
-                           device=self.pipe.transformer.device)
-
     def _anchor_text(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The text rows of an opening chunk made with the anchor options ((negative, positive) with CFG, as
         guidance_scale > 1 asks for it); None when this chunk is not one (it has a history or an image, or the
@@ -287,13 +273,11 @@ class Stream:
             return key
         return (*key, "anchor", tuple(o.anchor_timesteps or o.timesteps), tuple(anchor[0].shape))
 
-    def _sample_step(self, sampler: Any, i: int, v: torch.Tensor, x: torch.Tensor, scale: float,
-                     centre: torch.Tensor) -> torch.Tensor:
-        """One sampler step on this stream's latents from its (rows, ...) velocities, CFG at `scale` applied,
-        re-noised around `centre`."""
+    def _sample_step(self, sampler: Any, i: int, v: torch.Tensor, x: torch.Tensor, scale: float) -> torch.Tensor:
+        """One sampler step on this stream's latents from its (rows, ...) velocities, CFG at `scale` applied."""
         if v.shape[0] == 2:
             v = classifier_free_guidance(v[:1], v[1:], scale)
-        return sampler.step(v, i, x, generator=self._generator, centre=centre)
+        return sampler.step(v, i, x, generator=self._generator)
 
     def _record(self, frames: int, seconds: float, timings: dict[str, float]) -> None:
         s = self.stats
@@ -367,8 +351,7 @@ def _generate_together(group: list[_Chunk]) -> None:
         text = torch.cat([c.anchor[0] for c in group]), torch.cat([c.anchor[1] for c in group])
         history, scales = None, [c.stream.options.anchor_guidance for c in group]
     denoise_rows = len(text[0]) // len(group)
-    centre = torch.cat([c.stream._noise_centre() for c in group])
-    x = sampler.start(torch.cat([c.stream._initial_noise() for c in group]), centre)
+    x = torch.cat([c.stream._initial_noise() for c in group])
     condition, cond_mask = first._condition, None
     if condition is not None:  # image-to-video (always a group of one): the first frame is the image
         cond_mask = torch.zeros(1, o.chunk_frames, device=x.device)
@@ -386,8 +369,7 @@ def _generate_together(group: list[_Chunk]) -> None:
         v = model(x.to(model.dtype).repeat_interleave(step_rows, dim=0), timestep, *step_text, state=history)
         v = v.unflatten(0, (len(group), step_rows))
         x = torch.cat([
-            c.stream._sample_step(sampler, i, v[j], x[j:j + 1], scales[j], centre[j:j + 1])
-            for j, c in enumerate(group)])
+            c.stream._sample_step(sampler, i, v[j], x[j:j + 1], scales[j]) for j, c in enumerate(group)])
         if cond_mask is not None:
             x = hold_conditioning_frames(x, condition, cond_mask)
     first._condition = None

@@ -5,10 +5,6 @@ warp of [1, 0.75, 0.5, 0.25]). At each step x0 = x − σ·v; unless it is the l
 next σ' with new Gaussian noise, x = (1 − σ')·x0 + σ'·ε, and the last step's x0 is the chunk's output.
 CFG stays off: guidance is distilled into the weights. The reference is LongLiveFlowEuler.sample; diffusers
 has no merged counterpart.
-
-A model trained with its noise centred on a latent c (TrainConfig.last_frame_source: the last frame before the
-chunk) samples with `centre=c`: it starts from `start(noise, c)` = noise + σ₀·c and re-noises around c,
-x = (1 − σ')·x0 + σ'·(c + ε), so its flow runs from N(c, I) as it was trained to.
 """
 
 from __future__ import annotations
@@ -34,16 +30,6 @@ class LongSanaSampler(Sampler):
             raise ValueError(f"timesteps must be strictly decreasing, got {values}")
         timesteps = torch.tensor(values)
         super().__init__(timesteps, append_zero(timesteps / NUM_TRAIN_TIMESTEPS))
-
-    def start(self, noise: torch.Tensor, centre: torch.Tensor | None = None) -> torch.Tensor:
-        """The sample entering step 0: `noise`, centred on `centre` (broadcast) if given."""
-        return noise if centre is None else noise + self.sigmas[0] * centre
-
-    def step(self, model_output: torch.Tensor, step_index: int, sample: torch.Tensor,
-             generator: torch.Generator | None = None, centre: torch.Tensor | None = None) -> torch.Tensor:
-        x = super().step(model_output, step_index, sample, generator)
-        # σ after the last step is 0: the clean output is never shifted.
-        return x if centre is None else x + self.sigmas[step_index + 1] * centre
 
     def _update(self, v: torch.Tensor, i: int, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         x0 = x - self.sigmas[i] * v
