@@ -223,10 +223,10 @@ def _stream_to_mp4(args: argparse.Namespace, schedule: list) -> int:
     if _output_kind(args.output) != "video":
         raise CommandError(f"{args.output}: streaming writes video, give an .mp4 file name")
     if args.compile:
-        from .pipeline.pipeline import CXX_COMPILERS, can_compile
+        from .pipeline.pipeline import NO_COMPILER, can_compile
 
-        if not can_compile():
-            raise CommandError(f"--compile needs a C++ compiler ({', '.join(CXX_COMPILERS)} on PATH) for torch.compile")
+        if not can_compile():  # before loading: the one-line error costs nothing
+            raise CommandError(f"--compile: {NO_COMPILER}")
     pipe = _quiet_load(args.model, DTYPES[args.dtype], args.device)
     if pipe.family != "video":
         raise CommandError(f"streaming needs a video model; {args.model} is a {pipe.family} model")

@@ -118,7 +118,6 @@ def _guidance(value: Any) -> float:
     return float(value)
 
 
-
 def action_guided_velocity(model: Any, x: torch.Tensor, t: torch.Tensor, emb: torch.Tensor, mask: torch.Tensor,
                            state: Any, actions: torch.Tensor, guidance: float, append: torch.Tensor | None = None,
                            append_action: torch.Tensor | None = None) -> torch.Tensor:
@@ -136,6 +135,7 @@ def action_guided_velocity(model: Any, x: torch.Tensor, t: torch.Tensor, emb: to
               append_action=pair(append_action))
     acted, none = v.chunk(2)
     return classifier_free_guidance(none, acted, guidance)
+
 
 # ----- what step() returns and what snapshot() holds ------------------------------------------------------------
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 
 CXX_COMPILERS = ("g++", "c++", "clang++")
+NO_COMPILER = f"torch.compile needs a C++ compiler ({', '.join(CXX_COMPILERS)} on PATH)"
 
 
 def can_compile() -> bool:
@@ -289,7 +290,7 @@ class Pipeline:
         from ..vae.frames import PerFrameVAE
 
         if not can_compile():
-            raise RuntimeError(f"torch.compile needs a C++ compiler ({', '.join(CXX_COMPILERS)} on PATH)")
+            raise RuntimeError(NO_COMPILER)
         for block in self.transformer.transformer_blocks:
             block.compile(dynamic=False)
         if isinstance(self.vae, PerFrameVAE):
