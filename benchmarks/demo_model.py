@@ -10,7 +10,7 @@
   predicts the chunk after two real ones (against copying the last frame) from noise levels down to t = 500;
 - stability: a 2-minute stream with a prompt change every 15 s, cut into 2-second windows; a window has
   collapsed when the analyser's collapse check flags it (frame statistics outside the range of rendered data,
-  or no detectable object for a whole second);
+  or no detectable object for a whole second); with --stream-seeds N, over N streams of different seeds;
 - speed on this machine at the model's native size, decode included: sustained frames/s over the 2-minute
   stream, first-frame latency, per-chunk times; against 24 frames/s real time and 300 ms. With --compile, the
   same stream again from the pipeline with `Pipeline.compile()` (after a warm-up stream that compiles its graphs),
@@ -135,9 +135,9 @@ def next_chunk_from_history(pipe, prompts: list[str], history_chunks: int = 2,
     return {t: tuple(np.mean(v, axis=0)) for t, v in scores.items()}
 
 
-def stability_and_speed(pipe, seconds: float, switch_every: float) -> dict:
+def stability_and_speed(pipe, seconds: float, switch_every: float, seed: int = 0) -> dict:
     prompts = data.heldout_prompts(50, seed=3)
-    stream = pipe.stream(prompts[0], seed=0)
+    stream = pipe.stream(prompts[0], seed=seed)
     fps = stream.options.fps
     total, per_switch = int(seconds * fps), int(switch_every * fps)
     window = int(WINDOW_SECONDS * fps)
@@ -183,7 +183,11 @@ def main() -> None:
                         help="also stream with Pipeline.compile() (torch.compile of the transformer blocks and the "
                              "decoder; needs a C++ compiler), against the eager figures of the same run")
     parser.add_argument("--quick", action="store_true", help="10 prompts each and a 30 s stream")
+    parser.add_argument("--stream-seeds", type=int, default=1,
+                        help="stability over this many stream seeds (0, 1, ...; speed is from seed 0's stream)")
     args = parser.parse_args()
+    if args.stream_seeds < 1:
+        parser.error(f"--stream-seeds must be at least 1, got {args.stream_seeds}")
     torch.set_grad_enabled(False)
     from sana_stream.pipeline.loading import DEMO_MODEL
 
@@ -211,6 +215,10 @@ def main() -> None:
 
     seconds = 30 if args.quick else 120
     runs = {"eager": stability_and_speed(pipe, seconds, switch_every=15)}
+    for seed in range(1, args.stream_seeds):
+        s = stability_and_speed(pipe, seconds, switch_every=15, seed=seed)
+        print(f"stability, stream seed {seed}: {s['stable_pct']:.1f}% of {s['windows']} {WINDOW_SECONDS}-s windows "
+              "without collapse")
     if args.compile:
         pipe.compile()  # in place: the eager figures are taken
         warm_up(pipe, data.heldout_prompts(1)[0])
