@@ -51,7 +51,7 @@ def test_demo_stream_follows_the_prompt(pipe):
 
 
 @pytest.mark.xfail(strict=True, reason="demo model v2 places and colours the object but barely moves it (held-out "
-                   "motion direction 18 %, benchmarks/demo_model.py); issue 5 is open. strict: once a retrained "
+                   "motion direction 12–18 %, benchmarks/demo_model.py); issue 5 is open. strict: once a retrained "
                    "model passes, this marker must go")
 def test_demo_stream_moves_objects_the_way_asked(pipe):
     from sana_stream import data
