@@ -1,6 +1,6 @@
 """The world model, measured against the true simulator: fidelity, controllability, speed, gymnasium API.
 
-    python benchmarks/world_model.py [--model PATH] [--action-guidance G] [--compile] [--quick]
+    python benchmarks/world_model.py [--model PATH] [--action-guidance G] [--timesteps T,...] [--compile] [--quick]
 
 - fidelity: held-out worlds (seeds from spec.EVAL_SEED_START on, never trained on) and held-out action sequences
   (the simulator's random policy with its own seeds); the world model and the simulator start from the same
@@ -278,6 +278,8 @@ def main() -> None:
     parser.add_argument("--probe-iterations", type=int, default=4000)
     parser.add_argument("--speed-steps", type=int, default=60)
     parser.add_argument("--batch", type=int, default=16, help="batch size of the throughput measurement")
+    parser.add_argument("--timesteps", default=None, metavar="T,...",
+                        help="override world.json's denoising schedule per step, e.g. 1000 for one pass")
     parser.add_argument("--action-guidance", type=float, default=None, metavar="G",
                         help="override world.json's action guidance (1: off)")
     parser.add_argument("--compile", action="store_true",
@@ -289,11 +291,20 @@ def main() -> None:
         args.sequences, args.horizon, args.probe_worlds, args.probe_steps = 4, 8, 8, 20
         args.probe_iterations, args.speed_steps = 100, 12
 
-    wm = WorldModel.from_pretrained(args.model, action_guidance=args.action_guidance)
+    try:
+        timesteps = None if args.timesteps is None else [float(t) for t in args.timesteps.split(",")]
+    except ValueError:
+        parser.error(f"--timesteps must be numbers separated by commas, got {args.timesteps!r}")
+    settings = {"action_guidance": args.action_guidance, "timesteps": timesteps}
+    try:
+        wm = WorldModel.from_pretrained(args.model, **settings)
+    except ValueError as err:
+        parser.error(str(err))
     sim_size = Simulator(args.first_seed).frame_size
     if tuple(wm.frame_size) != tuple(sim_size):
         raise SystemExit(f"the model makes {wm.frame_size} frames, the simulator {sim_size}: not comparable")
-    print(f"model {args.model or 'shipped'}, action guidance {wm.config.action_guidance:g}; "
+    print(f"model {args.model or 'shipped'}, action guidance {wm.config.action_guidance:g}, "
+          f"timesteps {', '.join(f'{t:g}' for t in wm.config.timesteps)}; "
           f"{torch.get_num_threads()} threads; "
           f"load average {os.getloadavg()[0]:.1f}; frames {wm.frame_size[1]}×{wm.frame_size[0]}")
 
@@ -324,7 +335,7 @@ def main() -> None:
 
     runs = {"eager": speed(wm, args.first_seed, args.speed_steps, args.batch)}
     if args.compile:
-        compiled = WorldModel.from_pretrained(args.model, compile=True, action_guidance=args.action_guidance)
+        compiled = WorldModel.from_pretrained(args.model, compile=True, **settings)
         runs["compiled"] = speed(compiled, args.first_seed, args.speed_steps, args.batch)
     print(f"\nspeed ({torch.get_num_threads()} threads)")
     print(f"  {'':42} {'measured':>11} {'target':>10}  ok")

@@ -108,21 +108,23 @@ def test_same_seed_and_actions_same_frames_and_every_input_matters(wm):
     assert not np.array_equal(first[0], wm.step(actions[0]).frames)
 
 
-@pytest.mark.parametrize("guidance", [1.0, 2.5])
-def test_steps_equal_appending_each_frame_before_denoising_the_next(folder, wm, guidance):
+@pytest.mark.parametrize("guidance, timesteps", [(1.0, None), (2.5, None), (2.5, [1000.0])])
+def test_steps_equal_appending_each_frame_before_denoising_the_next(folder, wm, guidance, timesteps):
     # step() folds each frame's t = 0 append into the next step's first pass, and runs an action-guided pass's
     # two predictions in one batch. The frames must be those of the plain order, written out here from the public
     # pieces: append the start frames, then per action denoise a frame against the history (guided: v_none +
-    # g·(v_action − v_none), both on that history) and append it with its own action; past the window too.
+    # g·(v_action − v_none), both on that history) and append it with its own action; past the window too. A
+    # one-pass schedule (from_pretrained(timesteps=)) has only the pass that also appends the previous frame.
     from sana_stream.pipeline.pipeline import to_uint8, to_unit
     from sana_stream.sampling import make_sampler
     from worldmodel.actions import encode_action
 
     stepped = wm if guidance == 1 else WorldModel.from_pretrained(folder, dtype=torch.float32,
-                                                                   action_guidance=guidance)
+                                                                   action_guidance=guidance, timesteps=timesteps)
+    assert stepped.config.timesteps == tuple(timesteps or wm.config.timesteps)
     actions = ["w", "a", "i+l", "none", "s", "d", "w"]
     got = rollout(stepped, actions, seed=3)[:, 0]
-    pipe, model, cfg = wm.pipeline, wm.pipeline.transformer, wm.config
+    pipe, model, cfg = wm.pipeline, wm.pipeline.transformer, stepped.config
     emb, mask = pipe.encode_prompt(PROMPT)
     gen = torch.Generator().manual_seed(3)
     sampler = make_sampler("longsana", timesteps=cfg.timesteps)
@@ -144,7 +146,7 @@ def test_steps_equal_appending_each_frame_before_denoising_the_next(folder, wm, 
             pixels = pipe.vae.decode(pipe.vae.denormalize_latents(x))[:, :, 0]
             want.append(to_uint8(to_unit(pixels).permute(0, 2, 3, 1))[0])
     assert np.abs(got.astype(int) - np.stack(want).astype(int)).max() <= 1  # fp32 rounding only
-    if guidance != 1:
+    if guidance != 1 and timesteps is None:
         assert not np.array_equal(got, rollout(wm, actions, seed=3)[:, 0])  # guidance changes the frames
 
 
@@ -325,6 +327,12 @@ def test_world_folder_problems_are_named(folder, tmp_path):
         WorldModel.from_pretrained(bad)
     with pytest.raises(ValueError, match="action_guidance"):
         WorldModel.from_pretrained(folder, action_guidance=-1)
+    (bad / "world.json").write_text(json.dumps({**spec, "timesteps": [500.0, 1000.0]}))
+    with pytest.raises(ValueError, match="strictly decreasing"):
+        WorldModel.from_pretrained(bad)
+    for timesteps in ([], [1000.0, "500"], [1500.0]):
+        with pytest.raises(ValueError, match="timesteps"):
+            WorldModel.from_pretrained(folder, timesteps=timesteps)
 
 
 def test_bf16_default_steps(folder):

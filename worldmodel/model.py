@@ -95,10 +95,6 @@ class WorldConfig:
         fps = raw["fps"]
         if not isinstance(fps, (int, float)) or isinstance(fps, bool) or not (math.isfinite(fps) and fps > 0):
             raise ValueError(f"fps must be a positive number, got {fps!r}")
-        timesteps = raw["timesteps"]
-        if not (isinstance(timesteps, (list, tuple)) and timesteps
-                and all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in timesteps)):
-            raise ValueError(f"timesteps must be a non-empty list of numbers, got {timesteps!r}")
         window = raw["window"]
         if window is not None:
             window = positive_int("window")
@@ -107,8 +103,16 @@ class WorldConfig:
         guidance = raw.get("action_guidance", cls.action_guidance)
         return cls(action_dim=positive_int("action_dim"), keys=tuple(keys), frame_size=(size[0], size[1]),
                    fps=float(fps), frames_per_step=positive_int("frames_per_step"),
-                   timesteps=tuple(float(t) for t in timesteps), window=window, prompt=raw["prompt"],
+                   timesteps=_timesteps(raw["timesteps"]), window=window, prompt=raw["prompt"],
                    context_frames=positive_int("context_frames"), action_guidance=_guidance(guidance))
+
+
+def _timesteps(value: Any) -> tuple[float, ...]:
+    if not (isinstance(value, (list, tuple)) and value
+            and all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in value)):
+        raise ValueError(f"timesteps must be a non-empty list of numbers, got {value!r}")
+    make_sampler("longsana", timesteps=value)  # in (0, 1000], strictly decreasing: checked before any loading
+    return tuple(float(t) for t in value)
 
 
 def _guidance(value: Any) -> float:
@@ -249,12 +253,15 @@ class WorldModel:
     def from_pretrained(cls, path: str | Path | None = None, *, batch_size: int = 1,
                         dtype: torch.dtype | None = torch.bfloat16,
                         device: torch.device | str | None = None, compile: bool = False,
-                        action_guidance: float | None = None) -> "WorldModel":
+                        action_guidance: float | None = None,
+                        timesteps: list[float] | tuple[float, ...] | None = None) -> "WorldModel":
         """Load a world folder: a pipeline folder (load_pipeline's format) with a world.json beside it.
         path=None: the world model shipped in worldmodel/assets/world. dtype: transformer and text encoder
         (bf16 is the fast one on CPU; never fp16 there). compile: torch.compile the transformer blocks and the
         decoder (Pipeline.compile): faster steps after a one-off compile on the first steps; needs a C++ compiler.
-        action_guidance: overrides world.json's (1: off; see WorldConfig)."""
+        action_guidance: overrides world.json's (1: off; see WorldConfig). timesteps: overrides world.json's
+        denoising schedule per step, e.g. [1000] for one pass (about 1.4x the steps per second of the shipped
+        [1000, 500], for blurrier long rollouts: README, "The world model")."""
         from sana_stream import load_pipeline  # here, not at the top: RemoteWorldModel users never load models
 
         folder = DEFAULT_WORLD if path is None else Path(path)
@@ -266,6 +273,8 @@ class WorldModel:
         config = WorldConfig.from_file(folder / WORLD_FILE)
         if action_guidance is not None:
             config = replace(config, action_guidance=_guidance(action_guidance))
+        if timesteps is not None:
+            config = replace(config, timesteps=_timesteps(timesteps))
         pipeline = load_pipeline(folder, dtype=dtype, device=device)
         return cls(pipeline.compile() if compile else pipeline, config, batch_size=batch_size)
 
