@@ -562,7 +562,8 @@ def test_action_models_save_load_and_count(tmp_path, video):
     assert loaded.num_parameters() == acting.num_parameters() == acting.config.num_parameters()
     x, text, mask = video_inputs(batch=1, frames=2)
     a = actions_for(1, 2, action_dim=3)
-    assert all(torch.equal(w, acting.state_dict()[k]) for k, w in loaded.state_dict().items())
+    weights = acting.state_dict()
+    assert all(torch.equal(w, weights[k]) for k, w in loaded.state_dict().items())
     with torch.no_grad():  # the same weights; oneDNN's kernels may round differently between two copies of them
         torch.testing.assert_close(loaded(x, 10.0, text[:1], mask[:1], action=a),
                                    acting(x, 10.0, text[:1], mask[:1], action=a), rtol=1e-5, atol=1e-5)
