@@ -215,11 +215,11 @@ def _motion_weight(x0: torch.Tensor, strength: float) -> torch.Tensor:
     return 1 + strength * change.clamp(max=3.0)
 
 
-def _attention_kernel(device: str):
+def _attention_kernel(device_type: str):
     """On a CPU, plain matmul attention (the transformer's cross-attention to the text, and a jointly trained text
     encoder's own): over so few text tokens its backward is faster than the flash kernel's (a training step 9–17 %
     faster for the demo transformer, 8–24 % for the world model's, interleaved A/B); elsewhere torch's choice."""
-    if torch.device(device).type != "cpu":
+    if device_type != "cpu":
         return contextlib.nullcontext()
     return sdpa_kernel([SDPBackend.MATH])
 
@@ -298,6 +298,7 @@ def train_transformer(cfg: TrainConfig, work: Path, data: dict, model_spec: Modu
     actions = data.get("actions")
     k, chunks = model_spec.STREAM["chunk_frames"], model_spec.CLIP_CHUNKS
     gen = torch.Generator().manual_seed(cfg.seed * 7919 + start)
+    device_type = torch.device(cfg.device).type
     model.train()
     text_model.train(not frozen_text)
     bar = _progress(cfg.dit_steps, start, Path(checkpoint).stem)
@@ -316,7 +317,7 @@ def train_transformer(cfg: TrainConfig, work: Path, data: dict, model_spec: Modu
         xt = (1 - sigma) * x0 + sigma * noise + history_jitter
         for group in opt.param_groups:
             group["lr"] = _cosine(step, cfg.dit_steps, cfg.dit_lr)
-        with torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16), _attention_kernel(cfg.device):
+        with torch.autocast(device_type, dtype=torch.bfloat16), _attention_kernel(device_type):
             if frozen_text:
                 rows = torch.tensor([row_of[c] for c in texts])
                 emb, mask = table[rows].to(cfg.device), table_mask[rows].to(cfg.device)
