@@ -8,19 +8,26 @@ import torch
 
 import sana_stream as ss
 from sana_stream.demo import text as text_stage
-from sana_stream.demo.train import TrainConfig, _motion_weight, _object_weight, train_demo
+from sana_stream.demo.train import TrainConfig, _draw_clips, _motion_weight, _object_weight, train_demo
 
 
 def test_train_demo_end_to_end_resumes_and_exports(tmp_path):
+    # Of seed 0's first six continuation clips, one is a single-object translation (clip 4).
     cfg = TrainConfig(work=str(tmp_path / "work"), ae_steps=2, ae_batch=2, clips=4, text_steps=4, text_batch=8,
-                      dit_steps=2, dit_batch=2, checkpoint_every=2)
+                      dit_steps=2, dit_batch=2, checkpoint_every=2, continuation_steps=2, continuation_clips=6)
     folder = train_demo(cfg, export_to=tmp_path / "model")
-    assert torch.load(tmp_path / "work" / "text_encoder.pt", weights_only=True)["step"] == 4
-    # Longer stages resume from their checkpoints (text at step 4, transformer at step 2); the exported text
-    # encoder is the text stage's, the one the transformer's caption states came from.
-    cfg.text_steps, cfg.dit_steps = 6, 4
+    work = tmp_path / "work"
+    assert torch.load(work / "text_encoder.pt", weights_only=True)["step"] == 4
+    first = torch.load(work / "continuation.pt", weights_only=True)
+    fresh = torch.load(work / "continuation_latents.pt", weights_only=True)
+    assert first["step"] == 2 and fresh["latents"].shape[0] == 6
+    assert fresh["scaling_factor"] == torch.load(work / "latents.pt", weights_only=True)["scaling_factor"]
+    # Longer stages resume from their checkpoints (text at step 4, transformer and continuation at step 2); the
+    # exported text encoder is the text stage's, the one the transformer's caption states came from.
+    cfg.text_steps, cfg.dit_steps, cfg.continuation_steps = 6, 4, 4
     folder = train_demo(cfg, export_to=tmp_path / "model")
-    assert torch.load(tmp_path / "work" / "text_encoder.pt", weights_only=True)["step"] == 6
+    assert torch.load(work / "text_encoder.pt", weights_only=True)["step"] == 6
+    assert torch.load(work / "continuation.pt", weights_only=True)["step"] == 4
     pipe = ss.load_pipeline(folder)
     stream = pipe.stream("a red circle moving left on a blue background", seed=0)
     assert next(stream).shape == (256, 256, 3)
@@ -58,3 +65,11 @@ def test_motion_weight_marks_what_changes():
     assert w.shape == (1, 1, 3, 8, 8)
     assert w[0, 0, 1, 2, 2] == 5.0 and w[0, 0, 2, 2, 2] == 1.0 and w[0, 0, 0, 2, 2] == 5.0
     assert torch.all(w[..., 0, 0] == 1.0)
+
+
+def test_continuation_rows_lead_the_batch_and_come_from_the_followers():
+    data = {"captions": [""] * 20, "followers": torch.tensor([3, 7]), "follow_rows": 12}
+    gen = torch.Generator().manual_seed(0)
+    idx, branch, follow = _draw_clips(gen, 16, data)
+    assert follow[:12].all() and not follow[12:].any() and not branch.any()
+    assert set(idx[:12].tolist()) <= {3, 7} and (idx < 20).all()

@@ -19,12 +19,12 @@ def test_branch_groups_are_drawn_whole_beside_plain_clips():
     data = {"captions": [""] * (10 + 4 * 9), "branches": 9, "branch_start": 10, "branch_groups": 2}
     gen = torch.Generator().manual_seed(0)
     for _ in range(20):
-        idx, branch = _draw_clips(gen, 32, data)
+        idx, branch, _ = _draw_clips(gen, 32, data)
         assert idx.shape == branch.shape == (32,)
         assert (idx[:14] < 10).all() and not branch[:14].any() and branch[14:].all()
         for group in idx[14:].view(2, 9):
             assert torch.equal(group, group[0] + torch.arange(9)) and (group[0] - 10) % 9 == 0 and group[-1] < 46
-    plain, branch = _draw_clips(gen, 8, {"captions": [""] * 5})
+    plain, branch, _ = _draw_clips(gen, 8, {"captions": [""] * 5})
     assert (plain < 5).all() and not branch.any()
     with pytest.raises(ValueError, match="do not fit in a batch"):
         _draw_clips(gen, 16, data)

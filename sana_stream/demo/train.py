@@ -10,7 +10,10 @@ Stages (each checkpointed under the work folder; a rerun resumes where it stoppe
    holds) or noised to its own level (diffusion forcing), with the levels drawn half the time at the streaming
    sampler's timesteps so few-step sampling works; 10% empty captions for CFG; latent pixels that stand out
    from their frame (the objects) weigh more in the loss;
-5. export: a diffusers-style pipeline folder (model_index.json, component folders, sana_stream.json with the
+5. continuation: a fine-tune on fresh clips where most of every batch is a clean history and the next chunk from
+   pure noise, from single-object translation clips (sometimes with the history held still), beside the
+   stage-4 objective with motion-weighted loss: what a stream asks of the model, and how its objects learn to move;
+6. export: a diffusers-style pipeline folder (model_index.json, component folders, sana_stream.json with the
    stream/generate defaults, a model card).
 
 The stages take the model's spec (sizes, stream settings, text encoder) as `model_spec`, the demo's by default,
@@ -26,7 +29,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from types import ModuleType
 
@@ -62,6 +65,15 @@ class TrainConfig:
     clean_chunk_prob: float = 0.35  # a chunk is clean history (t = 0) with this probability, else noised
     object_weight: float = 3.0  # extra loss weight on latent pixels that stand out from their frame (objects)
     motion_weight: float = 0.0  # extra loss weight on latent pixels that change from the frame before (motion)
+    # Stage 5, continuation (0 steps: none): a fine-tune on fresh clips where `continuation_share` of every batch
+    # is the case streaming lives on, clean history and the next chunk from pure noise, drawn from single-object
+    # translation clips; `onset_prob` of those rows hold their history still at its last frame.
+    continuation_steps: int = 0
+    continuation_clips: int = 10000
+    continuation_lr: float = 3e-4
+    continuation_share: float = 0.75
+    continuation_motion_weight: float = 3.0
+    onset_prob: float = 0.25
     checkpoint_every: int = 50
     device: str = "cpu"  # a GPU only makes it faster; the data is rendered on the CPU either way
 
@@ -157,25 +169,28 @@ def train_autoencoder(cfg: TrainConfig, work: Path, model_spec: ModuleType = spe
 
 
 @torch.no_grad()
-def encode_clips(cfg: TrainConfig, work: Path, ae: DCAE) -> dict:
+def encode_clips(cfg: TrainConfig, work: Path, ae: DCAE, count: int, file: str = "latents.pt", rng_stream: int = 2,
+                 scaling_factor: float | None = None) -> dict:
+    """`count` clips rendered with the rng stream [seed, rng_stream] and encoded, cached in work/file; the scaling
+    factor is set from them unless given (a later stage's clips keep the first set's)."""
     world = _world()
-    path = work / "latents.pt"
+    path = work / file
     cached = _load(path)
     frames_per_clip = spec.CLIP_CHUNKS * spec.STREAM["chunk_frames"]
-    if cached is not None and cached["latents"].shape[0] == cfg.clips:
+    if cached is not None and cached["latents"].shape[0] == count:
         return cached
-    rng = np.random.default_rng([cfg.seed, 2])
+    rng = np.random.default_rng([cfg.seed, rng_stream])
     latent_size = spec.SIZE // ae.spatial_compression
-    latents = torch.empty(cfg.clips, frames_per_clip, spec.LATENT_CHANNELS, latent_size, latent_size,
+    latents = torch.empty(count, frames_per_clip, spec.LATENT_CHANNELS, latent_size, latent_size,
                           dtype=torch.bfloat16)
     captions = []
-    for i in tqdm(range(cfg.clips), desc="encode clips", dynamic_ncols=True):
+    for i in tqdm(range(count), desc=f"encode clips ({file})", dynamic_ncols=True):
         scene = _scene(world, rng)
         frames = world.render(scene, frames_per_clip, size=spec.SIZE, start_frame=int(rng.integers(0, 200)))
         pixels = _to_model(frames).to(cfg.device).contiguous(memory_format=torch.channels_last)
         latents[i] = ae.encode(pixels).to("cpu", torch.bfloat16)
         captions.append(world.caption(scene))
-    scale = 1.0 / latents.float().std().item()
+    scale = scaling_factor if scaling_factor is not None else 1.0 / latents.float().std().item()
     out = {"latents": latents, "captions": captions, "scaling_factor": scale}
     _save(path, out)
     return out
@@ -237,30 +252,42 @@ def _caption_table(text: TextEncoder, captions: list[str], length: int) -> tuple
     return {c: i for i, c in enumerate(distinct)}, torch.cat(states), torch.cat(masks)
 
 
-def _draw_clips(rng: torch.Generator, batch: int, data: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """(clip indices (batch,), which of them are branch clips (batch,) bool). With branch groups in the data
-    (data["branches"] clips a group, stored consecutively from data["branch_start"]), data["branch_groups"]
-    whole groups fill most of the batch, so every step contrasts the actions taken from the same history."""
-    n, size = len(data["captions"]), data.get("branches", 0)
+def _draw_clips(rng: torch.Generator, batch: int, data: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(clip indices (batch,), which of them are branch clips, which are continuation rows: (batch,) bool each).
+    With branch groups in the data (data["branches"] clips a group, stored consecutively from
+    data["branch_start"]), data["branch_groups"] whole groups fill most of the batch, so every step contrasts the
+    actions taken from the same history. With data["follow_rows"], that many rows lead the batch, drawn from the
+    clips data["followers"] lists."""
+    n, size, rows = len(data["captions"]), data.get("branches", 0), data.get("follow_rows", 0)
+    follow = torch.arange(batch) < rows
     if not size:
-        return torch.randint(n, (batch,), generator=rng), torch.zeros(batch, dtype=torch.bool)
+        idx = torch.randint(n, (batch,), generator=rng)
+        if rows:
+            followers = data["followers"]
+            idx[:rows] = followers[torch.randint(len(followers), (rows,), generator=rng)]
+        return idx, torch.zeros(batch, dtype=torch.bool), follow
+    if rows:
+        raise ValueError("continuation rows and branch groups do not mix in one batch")
     start, groups = data["branch_start"], data["branch_groups"]
     if groups * size > batch:
         raise ValueError(f"{groups} branch groups of {size} clips do not fit in a batch of {batch}")
     first = start + size * torch.randint((n - start) // size, (groups,), generator=rng)
     branch = (first[:, None] + torch.arange(size)).flatten()
     plain = torch.randint(start, (batch - len(branch),), generator=rng)
-    return torch.cat([plain, branch]), torch.arange(batch) >= len(plain)
+    return torch.cat([plain, branch]), torch.arange(batch) >= len(plain), follow
 
 
 def train_transformer(cfg: TrainConfig, work: Path, data: dict, model_spec: ModuleType = spec,
                       words: list[str] | None = None, checkpoint: str = "transformer.pt", init: dict | None = None):
     """data: latents (N, frames, C, h, w), captions, scaling_factor and, for a world model (a config with
     action_dim), actions (N, frames, action_dim), each frame's action; optionally branch groups (see
-    _draw_clips), whose history is kept clean so that only their last frame is learnt. words: the caption
+    _draw_clips), whose history is kept clean so that only their last frame is learnt, or continuation rows, whose
+    history is clean (held still at its last frame in cfg.onset_prob of them) and whose last chunk is pure noise
+    (t = 1000), so that they learn what comes next from history and caption alone. words: the caption
     vocabulary. With cfg.text_steps the text encoder is pretrained on the caption language first (demo/text.py)
     and frozen; without, it trains jointly with the transformer. checkpoint: the file in `work` this run
-    resumes from; init: {"model", "text"} state dicts a fresh run starts from (a fine-tuning stage)."""
+    resumes from; init: {"model", "text"} state dicts a fresh run starts from (a fine-tuning stage; a frozen text
+    encoder is then init's, not pretrained again)."""
     if words is None:
         words = list(_world().VOCABULARY) + [",", "."]
     ckpt_path = work / checkpoint
@@ -269,18 +296,21 @@ def train_transformer(cfg: TrainConfig, work: Path, data: dict, model_spec: Modu
     text = TextEncoder(tokenizer, text_model.to(cfg.device), cache_size=0)
     latents, captions, scale = data["latents"], data["captions"], data["scaling_factor"]
     frozen_text = cfg.text_steps > 0
-    if frozen_text:
+    if init is not None:
+        text_model.load_state_dict(init["text"])
+        text_model.requires_grad_(not frozen_text)
+    elif frozen_text:
         from .text import pretrain_text_encoder
 
         accuracy = pretrain_text_encoder(cfg, work, text)
         print(f"text encoder, held-out captions, facts read from the last token: min {min(accuracy.values()):.3f} "
               f"({min(accuracy, key=accuracy.get)}), mean {np.mean(list(accuracy.values())):.3f}")
+    if frozen_text:
         row_of, table, table_mask = _caption_table(text, captions, model_spec.TEXT_LENGTH)
     torch.manual_seed(cfg.seed)
     model = SanaTransformer(TransformerConfig.from_dict(model_spec.TRANSFORMER)).to(cfg.device)
     if init is not None:
         model.load_state_dict(init["model"])
-        text_model.load_state_dict(init["text"])
     else:
         with torch.no_grad():  # start as the identity on the residual paths that are zero-initialised in Sana
             model.proj_out.weight.zero_()
@@ -303,12 +333,19 @@ def train_transformer(cfg: TrainConfig, work: Path, data: dict, model_spec: Modu
     text_model.train(not frozen_text)
     bar = _progress(cfg.dit_steps, start, Path(checkpoint).stem)
     for step in range(start, cfg.dit_steps):
-        idx, branch = _draw_clips(gen, cfg.dit_batch, data)
+        idx, branch, follow = _draw_clips(gen, cfg.dit_batch, data)
         x0 = latents[idx].float().permute(0, 2, 1, 3, 4).to(cfg.device) * scale  # (B, C, T, h, w)
+        if follow.any() and cfg.onset_prob:
+            # A motion's onset: the stream's opening chunk barely moves, so later chunks must start the captioned
+            # motion from a still history, not only carry on one they are shown.
+            still = (follow & (torch.rand(cfg.dit_batch, generator=gen) < cfg.onset_prob)).to(cfg.device)
+            history = (chunks - 1) * k
+            x0[still, :, :history] = x0[still, :, history - 1:history]
         texts = [captions[i] if torch.rand(1, generator=gen).item() >= cfg.caption_dropout else ""
                  for i in idx.tolist()]
         t_chunk = _sample_timesteps(gen, cfg.dit_batch, chunks, cfg.clean_chunk_prob, model_spec.STREAM["timesteps"])
-        t_chunk[branch, :-1] = 0
+        t_chunk[branch | follow, :-1] = 0
+        t_chunk[follow, -1] = 1000.0
         t = t_chunk.repeat_interleave(k, dim=1).to(cfg.device)  # per latent frame
         sigma = (t / 1000).view(cfg.dit_batch, 1, -1, 1, 1)
         noise = torch.randn(x0.shape, generator=gen).to(cfg.device)
@@ -344,7 +381,31 @@ def train_transformer(cfg: TrainConfig, work: Path, data: dict, model_spec: Modu
     return model.cpu().eval(), tokenizer, text_model.cpu().eval()
 
 
-# ----- stage 4: export -----------------------------------------------------------------------------------------
+# ----- stage 5: continuation -----------------------------------------------------------------------------------
+
+
+def _is_translation(caption: str) -> bool:
+    from ..data.world import DIRECTIONS
+
+    scene = _world().parse_caption(caption)
+    return len(scene.objects) == 1 and scene.objects[0].motion in DIRECTIONS and scene.pan is None
+
+
+def train_continuation(cfg: TrainConfig, work: Path, data: dict, model: SanaTransformer, text_model):
+    """The stage-4 model fine-tuned with continuation rows (TrainConfig: stage 5). Diffusion forcing spreads the
+    loss over every noise level and over noisy histories, and a chunk after clean history from pure noise, the
+    case a stream runs on, gets a small share of it: v2, trained so, kept its objects still (README)."""
+    followers = torch.tensor([i for i, c in enumerate(data["captions"]) if _is_translation(c)])
+    if not len(followers):
+        raise ValueError("the continuation clips hold no single-object translation")
+    rows = round(cfg.continuation_share * cfg.dit_batch)
+    return train_transformer(replace(cfg, dit_steps=cfg.continuation_steps, dit_lr=cfg.continuation_lr,
+                                     motion_weight=cfg.continuation_motion_weight),
+                             work, dict(data, followers=followers, follow_rows=rows), checkpoint="continuation.pt",
+                             init={"model": model.state_dict(), "text": text_model.state_dict()})
+
+
+# ----- stage 6: export -----------------------------------------------------------------------------------------
 
 
 MODEL_INDEX = {
@@ -416,8 +477,12 @@ def train_demo(cfg: TrainConfig, export_to: str | Path | None = None) -> Path:
     torch.manual_seed(cfg.seed)
     started = time.perf_counter()
     ae = train_autoencoder(cfg, work)
-    data = encode_clips(cfg, work, ae)
+    data = encode_clips(cfg, work, ae, cfg.clips)
+    fresh = encode_clips(cfg, work, ae, cfg.continuation_clips, "continuation_latents.pt", rng_stream=5,
+                         scaling_factor=data["scaling_factor"]) if cfg.continuation_steps else None
     ae = ae.cpu()
     model, tokenizer, text_model = train_transformer(cfg, work, data)
+    if fresh is not None:
+        model, _, _ = train_continuation(cfg, work, fresh, model, text_model)
     return export(Path(export_to) if export_to else work / "model", ae, data["scaling_factor"], model, tokenizer,
                   text_model, cfg, time.perf_counter() - started)
