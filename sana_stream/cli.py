@@ -261,7 +261,8 @@ def _train_demo(args: argparse.Namespace) -> int:
     from .demo.train import TrainConfig, train_demo
     from .pipeline.loading import DEMO_MODEL
 
-    fields = {k: getattr(args, k) for k in ("work", "seed", "ae_steps", "clips", "dit_steps", "device")}
+    fields = {k: getattr(args, k) for k in ("work", "seed", "ae_steps", "clips", "dit_steps", "continuation_steps",
+                                             "device")}
     folder = train_demo(TrainConfig(**fields))
     if args.install:
         if DEMO_MODEL.exists():
@@ -325,6 +326,9 @@ def _add_train_demo(commands: argparse._SubParsersAction) -> None:
                     "resumes where it stopped. --install copies the result into the package.")
     train.set_defaults(run=_train_demo)
     _add_training_arguments(train, d, "sana_stream/assets/demo")
+    train.add_argument("--continuation-steps", type=_whole_number(0), default=d.continuation_steps,
+                       metavar="N", help="continuation-stage steps, 0 to skip the stage "
+                                         f"(default {d.continuation_steps})")
 
 
 def _train_world(args: argparse.Namespace) -> int:

@@ -65,10 +65,10 @@ class TrainConfig:
     clean_chunk_prob: float = 0.35  # a chunk is clean history (t = 0) with this probability, else noised
     object_weight: float = 3.0  # extra loss weight on latent pixels that stand out from their frame (objects)
     motion_weight: float = 0.0  # extra loss weight on latent pixels that change from the frame before (motion)
-    # Stage 5, continuation (0 steps: none): a fine-tune on fresh clips where `continuation_share` of every batch
-    # is the case streaming lives on, clean history and the next chunk from pure noise, drawn from single-object
-    # translation clips; `onset_prob` of those rows hold their history still at its last frame.
-    continuation_steps: int = 0
+    # Stage 5, continuation (0 steps: none, v2's recipe): a fine-tune on fresh clips where `continuation_share` of
+    # every batch is the case streaming lives on, clean history and the next chunk from pure noise, drawn from
+    # single-object translation clips; `onset_prob` of those rows hold their history still at its last frame.
+    continuation_steps: int = 3500
     continuation_clips: int = 10000
     continuation_lr: float = 3e-4
     continuation_share: float = 0.75
@@ -458,7 +458,10 @@ world's grammar. It exists so that a fresh install streams real, trained video w
   latents, {autoencoder:.2f} M parameters, applied per frame;
 - text encoder: 2-layer Gemma-2 with a word-level tokenizer over the caption language, {text:.2f} M
   parameters, pretrained on training-split captions (each word's identity at its position, the whole scene
-  read from the last token) and then frozen while the transformer trains.
+  read from the last token) and then frozen while the transformer trains;
+- continuation stage: the trained transformer fine-tuned on fresh clips with three quarters of every batch
+  a clean two-chunk history and the next chunk from pure noise (single-object left/right/up/down clips, a
+  quarter of them with the history held still), the rest the chunk-causal objective with motion-weighted loss.
 
 Data: procedurally rendered clips at 256×256, 16 fps; a documented set of colour×shape×motion triples
 (`sana_stream.data.HELDOUT_TRIPLES`) is never shown in training and is used to test generalisation.
