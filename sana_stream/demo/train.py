@@ -395,6 +395,8 @@ def train_continuation(cfg: TrainConfig, work: Path, data: dict, model: SanaTran
     """The stage-4 model fine-tuned with continuation rows (TrainConfig: stage 5). Diffusion forcing spreads the
     loss over every noise level and over noisy histories, and a chunk after clean history from pure noise, the
     case a stream runs on, gets a small share of it: v2, trained so, kept its objects still (README)."""
+    if not 0 < cfg.continuation_share <= 1:
+        raise ValueError(f"continuation_share must be in (0, 1], got {cfg.continuation_share}")
     followers = torch.tensor([i for i, c in enumerate(data["captions"]) if _is_translation(c)])
     if not len(followers):
         raise ValueError("the continuation clips hold no single-object translation")
