@@ -261,9 +261,8 @@ def _train_demo(args: argparse.Namespace) -> int:
     from .demo.train import TrainConfig, train_demo
     from .pipeline.loading import DEMO_MODEL
 
-    fields = {k: getattr(args, k) for k in ("work", "seed", "ae_steps", "clips", "dit_steps", "continuation_steps",
-                                             "device")}
-    folder = train_demo(TrainConfig(**fields))
+    fields = {k: getattr(args, k) for k in ("work", "seed", "ae_steps", "clips", "dit_steps", "device")}
+    folder = train_demo(TrainConfig(**fields, continuation_cycles=args.continuation_steps))
     if args.install:
         if DEMO_MODEL.exists():
             shutil.rmtree(DEMO_MODEL)
@@ -326,9 +325,21 @@ def _add_train_demo(commands: argparse._SubParsersAction) -> None:
                     "resumes where it stopped. --install copies the result into the package.")
     train.set_defaults(run=_train_demo)
     _add_training_arguments(train, d, "sana_stream/assets/demo")
-    train.add_argument("--continuation-steps", type=_whole_number(0), default=d.continuation_steps,
-                       metavar="N", help="continuation-stage steps, 0 to skip the stage "
-                                         f"(default {d.continuation_steps})")
+    cycles = d.continuation_cycles
+
+    def continuation_steps(text: str) -> tuple[tuple[int, str], ...]:
+        steps = [_whole_number(0)(part) for part in text.split(",")]
+        if steps == [0]:
+            return ()
+        if len(steps) != len(cycles) or 0 in steps:
+            raise argparse.ArgumentTypeError(f"expected 0 or {len(cycles)} positive step counts, one per cycle, "
+                                             f"got {text!r}")
+        return tuple((n, motions) for n, (_, motions) in zip(steps, cycles))
+
+    default = ",".join(str(n) for n, _ in cycles)
+    train.add_argument("--continuation-steps", type=continuation_steps, default=cycles, metavar="N,N",
+                       help="steps of each continuation cycle, comma-separated, or 0 to skip the stage (default "
+                            f"{default}: " + "; ".join(f"{m} rows" for _, m in cycles) + ")")
 
 
 def _train_world(args: argparse.Namespace) -> int:

@@ -243,3 +243,19 @@ def test_compile_without_a_cpp_compiler_is_one_line_and_exit_2(video_model, tmp_
     assert main(["demo", "--model", str(video_model), "-o", str(out), "--compile"]) == 2
     assert "C++ compiler" in one_error_line(capsys)
     assert not out.exists()
+
+
+def test_train_demo_takes_one_step_count_per_continuation_cycle(tmp_path, capsys, monkeypatch):
+    from sana_stream.demo.train import CONTINUATION_CYCLES
+
+    seen = []
+    monkeypatch.setattr("sana_stream.demo.train.train_demo", lambda cfg: seen.append(cfg) or tmp_path)
+    counts = ",".join(str(n + 1) for n in range(len(CONTINUATION_CYCLES)))
+    assert main(["train-demo", "--work", str(tmp_path), "--continuation-steps", counts]) == 0
+    assert seen[-1].continuation_cycles == tuple((n + 1, m) for n, (_, m) in enumerate(CONTINUATION_CYCLES))
+    assert main(["train-demo", "--work", str(tmp_path), "--continuation-steps", "0"]) == 0
+    assert seen[-1].continuation_cycles == ()
+    for wrong in (counts + ",7", "0," + counts, "x", "-3"):
+        assert main(["train-demo", "--continuation-steps", wrong]) == 2
+        assert "--continuation-steps" in one_error_line(capsys)
+    assert len(seen) == 2

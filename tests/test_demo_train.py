@@ -4,30 +4,37 @@ encoder after its stage, and export a folder that load_pipeline streams."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 import sana_stream as ss
 from sana_stream.demo import text as text_stage
-from sana_stream.demo.train import TrainConfig, _draw_clips, _motion_weight, _object_weight, train_demo
+from sana_stream.demo.train import (TrainConfig, _draw_clips, _motion_weight, _object_weight, continuation_followers,
+                                    train_demo)
 
 
 def test_train_demo_end_to_end_resumes_and_exports(tmp_path):
-    # Of seed 0's first six continuation clips, one is a single-object translation (clip 4).
+    # Of seed 0's first six continuation clips, clip 4 is a single-object translation, clips 3 and 5 spin.
     cfg = TrainConfig(work=str(tmp_path / "work"), ae_steps=2, ae_batch=2, clips=4, text_steps=4, text_batch=8,
-                      dit_steps=2, dit_batch=2, checkpoint_every=2, continuation_steps=2, continuation_clips=6)
+                      dit_steps=2, dit_batch=2, checkpoint_every=2, continuation_clips=6,
+                      continuation_cycles=((2, "left right up down"), (2, "spinning")))
     folder = train_demo(cfg, export_to=tmp_path / "model")
     work = tmp_path / "work"
     assert torch.load(work / "text_encoder.pt", weights_only=True)["step"] == 4
     first = torch.load(work / "continuation.pt", weights_only=True)
     fresh = torch.load(work / "continuation_latents.pt", weights_only=True)
     assert first["step"] == 2 and fresh["latents"].shape[0] == 6
+    second = torch.load(work / "continuation2.pt", weights_only=True)
+    assert second["step"] == 2 and any(not torch.equal(first["model"][k], second["model"][k]) for k in first["model"])
     assert fresh["scaling_factor"] == torch.load(work / "latents.pt", weights_only=True)["scaling_factor"]
     # Longer stages resume from their checkpoints (text at step 4, transformer and continuation at step 2); the
     # exported text encoder is the text stage's, the one the transformer's caption states came from.
-    cfg.text_steps, cfg.dit_steps, cfg.continuation_steps = 6, 4, 4
+    cfg.text_steps, cfg.dit_steps = 6, 4
+    cfg.continuation_cycles = ((4, "left right up down"), (4, "spinning"))
     folder = train_demo(cfg, export_to=tmp_path / "model")
     assert torch.load(work / "text_encoder.pt", weights_only=True)["step"] == 6
     assert torch.load(work / "continuation.pt", weights_only=True)["step"] == 4
+    assert torch.load(work / "continuation2.pt", weights_only=True)["step"] == 4
     pipe = ss.load_pipeline(folder)
     stream = pipe.stream("a red circle moving left on a blue background", seed=0)
     assert next(stream).shape == (256, 256, 3)
@@ -73,3 +80,16 @@ def test_continuation_rows_lead_the_batch_and_come_from_the_followers():
     idx, branch, follow = _draw_clips(gen, 16, data)
     assert follow[:12].all() and not follow[12:].any() and not branch.any()
     assert set(idx[:12].tolist()) <= {3, 7} and (idx < 20).all()
+
+
+def test_continuation_followers_are_single_object_clips_of_the_cycle_motions():
+    captions = ["a small blue star moving down on a cyan background",
+                "a pink circle moving down on a red background, camera panning left",
+                "a big orange square spinning on a sky over black ground",
+                "a red circle growing and a blue star moving left on a green background",
+                "a brown diamond shrinking on a sky over black ground"]
+    assert continuation_followers(captions, "left right up down").tolist() == [0]
+    assert continuation_followers(captions, "down growing shrinking").tolist() == [0, 4]
+    assert continuation_followers(captions, "orbiting").tolist() == []
+    with pytest.raises(ValueError, match="sideways"):
+        continuation_followers(captions, "left sideways")

@@ -52,7 +52,7 @@ EVAL_WORLDS = 16
 # Sized for about an hour on 2 CPU cores (see the model card for the measured time).
 DEFAULTS = dict(work="runs/world", seed=0, ae_steps=900, ae_batch=32, ae_lr=1.5e-3, clips=2400, dit_steps=2000,
                 dit_batch=32, dit_lr=8e-4, caption_dropout=0.0, clean_chunk_prob=0.5, checkpoint_every=50,
-                text_steps=0, object_weight=0.0, continuation_steps=0)
+                text_steps=0, object_weight=0.0, continuation_cycles=())
 
 
 @dataclass

@@ -10,9 +10,10 @@ Stages (each checkpointed under the work folder; a rerun resumes where it stoppe
    holds) or noised to its own level (diffusion forcing), with the levels drawn half the time at the streaming
    sampler's timesteps so few-step sampling works; 10% empty captions for CFG; latent pixels that stand out
    from their frame (the objects) weigh more in the loss;
-5. continuation: a fine-tune on fresh clips where most of every batch is a clean history and the next chunk from
-   pure noise, from single-object translation clips (sometimes with the history held still), beside the
-   stage-4 objective with motion-weighted loss: what a stream asks of the model, and how its objects learn to move;
+5. continuation: fine-tunes on fresh clips where most of every batch is a clean history and the next chunk from
+   pure noise, from single-object clips of the cycle's motions (sometimes with the history held still), beside
+   the stage-4 objective with motion-weighted loss: what a stream asks of the model, and how its objects learn to
+   move. It runs in cosine cycles (warm restarts), each from the weights the cycle before left;
 6. export: a diffusers-style pipeline folder (model_index.json, component folders, sana_stream.json with the
    stream/generate defaults, a model card).
 
@@ -47,6 +48,10 @@ from ..weights import write_component_folder
 from . import spec
 
 
+TRANSLATIONS = "left right up down"
+CONTINUATION_CYCLES = ((3500, TRANSLATIONS),)  # v3's
+
+
 @dataclass
 class TrainConfig:
     work: str = "runs/demo"
@@ -65,10 +70,11 @@ class TrainConfig:
     clean_chunk_prob: float = 0.35  # a chunk is clean history (t = 0) with this probability, else noised
     object_weight: float = 3.0  # extra loss weight on latent pixels that stand out from their frame (objects)
     motion_weight: float = 0.0  # extra loss weight on latent pixels that change from the frame before (motion)
-    # Stage 5, continuation (0 steps: none, v2's recipe): a fine-tune on fresh clips where `continuation_share` of
-    # every batch is the case streaming lives on, clean history and the next chunk from pure noise, drawn from
-    # single-object translation clips; `onset_prob` of those rows hold their history still at its last frame.
-    continuation_steps: int = 3500
+    # Stage 5, continuation (no cycles: none, v2's recipe): fine-tunes on fresh clips where `continuation_share` of
+    # every batch is the case streaming lives on, clean history and the next chunk from pure noise, drawn from the
+    # single-object clips of the cycle's motions; `onset_prob` of those rows hold their history still at its last
+    # frame. Each cycle, (steps, motions), is a cosine run with a fresh optimizer from the previous cycle's weights.
+    continuation_cycles: tuple[tuple[int, str], ...] = CONTINUATION_CYCLES
     continuation_clips: int = 10000
     continuation_lr: float = 3e-4
     continuation_share: float = 0.75
@@ -384,27 +390,40 @@ def train_transformer(cfg: TrainConfig, work: Path, data: dict, model_spec: Modu
 # ----- stage 5: continuation -----------------------------------------------------------------------------------
 
 
-def _is_translation(caption: str) -> bool:
-    from ..data.world import DIRECTIONS
-
-    scene = _world().parse_caption(caption)
-    return len(scene.objects) == 1 and scene.objects[0].motion in DIRECTIONS and scene.pan is None
+def continuation_followers(captions: list[str], motions: str) -> torch.Tensor:
+    """Indices of the clips with one object whose motion is one of `motions` (space-separated) and no camera pan:
+    the clips a continuation cycle draws its continuation rows from."""
+    world = _world()
+    wanted = motions.split()
+    unknown = sorted(set(wanted) - set(world.MOTIONS))
+    if unknown:
+        raise ValueError(f"unknown continuation motion(s) {unknown}; the world's motions are {list(world.MOTIONS)}")
+    scenes = [world.parse_caption(c) for c in captions]
+    return torch.tensor([i for i, s in enumerate(scenes)
+                         if len(s.objects) == 1 and s.objects[0].motion in wanted and s.pan is None], dtype=torch.long)
 
 
 def train_continuation(cfg: TrainConfig, work: Path, data: dict, model: SanaTransformer, text_model):
-    """The stage-4 model fine-tuned with continuation rows (TrainConfig: stage 5). Diffusion forcing spreads the
-    loss over every noise level and over noisy histories, and a chunk after clean history from pure noise, the
-    case a stream runs on, gets a small share of it: v2, trained so, kept its objects still (README)."""
+    """The stage-4 model fine-tuned with continuation rows, cycle after cycle (TrainConfig: stage 5). Diffusion
+    forcing spreads the loss over every noise level and over noisy histories, and a chunk after clean history from
+    pure noise, the case a stream runs on, gets a small share of it: v2, trained so, kept its objects still
+    (README). Cycle i resumes from continuation.pt (the first) or continuation{i + 1}.pt."""
     if not 0 < cfg.continuation_share <= 1:
         raise ValueError(f"continuation_share must be in (0, 1], got {cfg.continuation_share}")
-    followers = torch.tensor([i for i, c in enumerate(data["captions"]) if _is_translation(c)])
-    if not len(followers):
-        raise ValueError("the continuation clips hold no single-object translation")
     rows = round(cfg.continuation_share * cfg.dit_batch)
-    return train_transformer(replace(cfg, dit_steps=cfg.continuation_steps, dit_lr=cfg.continuation_lr,
-                                     motion_weight=cfg.continuation_motion_weight),
-                             work, dict(data, followers=followers, follow_rows=rows), checkpoint="continuation.pt",
-                             init={"model": model.state_dict(), "text": text_model.state_dict()})
+    tokenizer = None
+    for i, (steps, motions) in enumerate(cfg.continuation_cycles):
+        if steps < 1:
+            raise ValueError(f"continuation cycle {i + 1} has {steps} steps; each needs at least 1")
+        followers = continuation_followers(data["captions"], motions)
+        if not len(followers):
+            raise ValueError(f"the continuation clips hold no single-object clip moving {motions!r}")
+        model, tokenizer, text_model = train_transformer(
+            replace(cfg, dit_steps=steps, dit_lr=cfg.continuation_lr, motion_weight=cfg.continuation_motion_weight),
+            work, dict(data, followers=followers, follow_rows=rows),
+            checkpoint="continuation.pt" if i == 0 else f"continuation{i + 1}.pt",
+            init={"model": model.state_dict(), "text": text_model.state_dict()})
+    return model, tokenizer, text_model
 
 
 # ----- stage 6: export -----------------------------------------------------------------------------------------
@@ -484,7 +503,7 @@ def train_demo(cfg: TrainConfig, export_to: str | Path | None = None) -> Path:
     ae = train_autoencoder(cfg, work)
     data = encode_clips(cfg, work, ae, cfg.clips)
     fresh = encode_clips(cfg, work, ae, cfg.continuation_clips, "continuation_latents.pt", rng_stream=5,
-                         scaling_factor=data["scaling_factor"]) if cfg.continuation_steps else None
+                         scaling_factor=data["scaling_factor"]) if cfg.continuation_cycles else None
     ae = ae.cpu()
     model, tokenizer, text_model = train_transformer(cfg, work, data)
     if fresh is not None:
