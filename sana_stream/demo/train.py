@@ -462,6 +462,7 @@ def export(folder: Path, ae: DCAE, scale: float, model: SanaTransformer, tokeniz
         text=sum(p.numel() for p in text_model.parameters()) / 1e6, minutes=seconds / 60,
         compression=ae.spatial_compression, latent=model_spec.SIZE // ae.spatial_compression,
         patch=model.config.patch_size[-1],
+        cycles="; ".join(f"{n} steps on {m}" for n, m in cfg.continuation_cycles) or "none",
         config=json.dumps(asdict(cfg))))
     return folder
 
@@ -481,8 +482,9 @@ world's grammar. It exists so that a fresh install streams real, trained video w
   parameters, pretrained on training-split captions (each word's identity at its position, the whole scene
   read from the last token) and then frozen while the transformer trains;
 - continuation stage: the trained transformer fine-tuned on fresh clips with three quarters of every batch
-  a clean two-chunk history and the next chunk from pure noise (single-object left/right/up/down clips, a
-  quarter of them with the history held still), the rest the chunk-causal objective with motion-weighted loss.
+  a clean two-chunk history and the next chunk from pure noise (single-object clips of the cycle's motions, a
+  quarter of them with the history held still), the rest the chunk-causal objective with motion-weighted loss,
+  in cosine cycles, each from the weights the one before left: {cycles}.
 
 Data: procedurally rendered clips at 256×256, 16 fps; a documented set of colour×shape×motion triples
 (`sana_stream.data.HELDOUT_TRIPLES`) is never shown in training and is used to test generalisation.
