@@ -10,7 +10,7 @@ import torch
 import sana_stream as ss
 from sana_stream.demo import text as text_stage
 from sana_stream.demo.train import (TrainConfig, _draw_clips, _motion_weight, _object_weight, continuation_followers,
-                                    train_demo)
+                                    train_continuation, train_demo)
 
 
 def test_train_demo_end_to_end_resumes_and_exports(tmp_path):
@@ -93,3 +93,12 @@ def test_continuation_followers_are_single_object_clips_of_the_cycle_motions():
     assert continuation_followers(captions, "orbiting").tolist() == []
     with pytest.raises(ValueError, match="sideways"):
         continuation_followers(captions, "left sideways")
+
+
+def test_continuation_cycles_are_checked_before_any_training(tmp_path):
+    data = {"captions": ["a small blue star moving down on a cyan background"]}
+    for cycles, problem in ((((2, "down"), (0, "down")), "cycle 2 has 0 steps"),
+                            (((2, "down"), (2, "growing")), "no single-object clip moving 'growing'")):
+        with pytest.raises(ValueError, match=problem):
+            train_continuation(TrainConfig(continuation_cycles=cycles), tmp_path, data, None, None)
+    assert not list(tmp_path.iterdir())

@@ -411,13 +411,16 @@ def train_continuation(cfg: TrainConfig, work: Path, data: dict, model: SanaTran
     if not 0 < cfg.continuation_share <= 1:
         raise ValueError(f"continuation_share must be in (0, 1], got {cfg.continuation_share}")
     rows = round(cfg.continuation_share * cfg.dit_batch)
-    tokenizer = None
+    cycles = []  # checked whole before any training, so that a bad later cycle does not wait an hour to fail
     for i, (steps, motions) in enumerate(cfg.continuation_cycles):
         if steps < 1:
             raise ValueError(f"continuation cycle {i + 1} has {steps} steps; each needs at least 1")
         followers = continuation_followers(data["captions"], motions)
         if not len(followers):
             raise ValueError(f"the continuation clips hold no single-object clip moving {motions!r}")
+        cycles.append((steps, followers))
+    tokenizer = None
+    for i, (steps, followers) in enumerate(cycles):
         model, tokenizer, text_model = train_transformer(
             replace(cfg, dit_steps=steps, dit_lr=cfg.continuation_lr, motion_weight=cfg.continuation_motion_weight),
             work, dict(data, followers=followers, follow_rows=rows),
