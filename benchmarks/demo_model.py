@@ -39,7 +39,6 @@ from sana_stream.pipeline.pipeline import to_uint8  # noqa: E402
 from sana_stream.sampling import make_sampler  # noqa: E402
 
 JUDGED_FRAMES = 32
-TRANSLATIONS = ("left", "right", "up", "down")  # the motions whose next chunk differs clearly from the last frame
 WINDOW_SECONDS = 2
 
 
@@ -208,7 +207,7 @@ def main() -> None:
     print("\none pass predicts the chunk after 2 real chunks (left/right/up/down prompts) from that chunk noised to t;"
           " change = from the last real frame; copying that frame scores error 1.00")
     for name, prompts in (("held-out", data.heldout_prompts(n)), ("seen", seen_prompts(n))):
-        movers = [p for p in prompts if data.parse_caption(p).objects[0].motion in TRANSLATIONS]
+        movers = [p for p in prompts if data.parse_caption(p).objects[0].motion in world.DIRECTIONS]
         for t, (cosine, error) in next_chunk_from_history(pipe, movers).items():
             print(f"  {name:9} {len(movers)} prompts, t = {t:4.0f}: cosine(predicted, true change) {cosine:.2f}, "
                   f"error / true change {error:.2f}")

@@ -111,7 +111,7 @@ def pretrain_text_encoder(cfg, work: Path, text: TextEncoder) -> dict[str, float
     text.model.train()
     bar = _progress(cfg.text_steps, start, "text encoder")
     for step in range(start, cfg.text_steps):
-        captions, ids, targets = _batch(text, [_scene(data, rng) for _ in range(cfg.text_batch)], fields)
+        captions, ids, targets = _batch(text, [_scene(rng) for _ in range(cfg.text_batch)], fields)
         for group in opt.param_groups:
             group["lr"] = _cosine(step, cfg.text_steps, cfg.text_lr)
         states, mask = text.embed(captions, "", spec.TEXT_LENGTH)

@@ -40,6 +40,8 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import tqdm
 
+from .. import data as world
+from ..data.world import DIRECTIONS
 from ..model import SanaTransformer, TransformerConfig
 from ..text import TextEncoder
 from ..vae.dc_ae import DCAE
@@ -48,7 +50,7 @@ from ..weights import write_component_folder
 from . import spec
 
 
-TRANSLATIONS = "left right up down"
+TRANSLATIONS = " ".join(DIRECTIONS)
 CONTINUATION_CYCLES = ((3500, TRANSLATIONS),)  # v3's
 
 
@@ -87,13 +89,7 @@ class TrainConfig:
 # ----- helpers -------------------------------------------------------------------------------------------------
 
 
-def _world():
-    from .. import data  # the procedural world; imported lazily, training is its only user here
-
-    return data
-
-
-def _scene(world, rng: np.random.Generator):
+def _scene(rng: np.random.Generator):
     # Most training scenes hold one object: prompts are judged on single objects, and a tiny model learns the
     # binding of colour, shape and motion fastest there; the rest keep multi-object captions in the language.
     return world.sample_scene(rng, split="train", max_objects=1 if rng.random() < 0.6 else 3)
@@ -128,8 +124,7 @@ def _progress(total: int, initial: int, desc: str):
 
 
 def _demo_frames(rng: np.random.Generator, count: int) -> np.ndarray:
-    world = _world()
-    scenes = [_scene(world, rng) for _ in range(count)]
+    scenes = [_scene(rng) for _ in range(count)]
     return np.concatenate([world.render(s, 1, size=spec.SIZE, start_frame=int(rng.integers(0, 400)))
                            for s in scenes])
 
@@ -179,7 +174,6 @@ def encode_clips(cfg: TrainConfig, work: Path, ae: DCAE, count: int, file: str =
                  scaling_factor: float | None = None) -> dict:
     """`count` clips rendered with the rng stream [seed, rng_stream] and encoded, cached in work/file; the scaling
     factor is set from them unless given (a later stage's clips keep the first set's)."""
-    world = _world()
     path = work / file
     cached = _load(path)
     frames_per_clip = spec.CLIP_CHUNKS * spec.STREAM["chunk_frames"]
@@ -191,7 +185,7 @@ def encode_clips(cfg: TrainConfig, work: Path, ae: DCAE, count: int, file: str =
                           dtype=torch.bfloat16)
     captions = []
     for i in tqdm(range(count), desc=f"encode clips ({file})", dynamic_ncols=True):
-        scene = _scene(world, rng)
+        scene = _scene(rng)
         frames = world.render(scene, frames_per_clip, size=spec.SIZE, start_frame=int(rng.integers(0, 200)))
         pixels = _to_model(frames).to(cfg.device).contiguous(memory_format=torch.channels_last)
         latents[i] = ae.encode(pixels).to("cpu", torch.bfloat16)
@@ -295,7 +289,7 @@ def train_transformer(cfg: TrainConfig, work: Path, data: dict, model_spec: Modu
     resumes from; init: {"model", "text"} state dicts a fresh run starts from (a fine-tuning stage; a frozen text
     encoder is then init's, not pretrained again)."""
     if words is None:
-        words = list(_world().VOCABULARY) + [",", "."]
+        words = list(world.VOCABULARY) + [",", "."]
     ckpt_path = work / checkpoint
     tokenizer = spec.build_tokenizer(words)
     text_model = model_spec.build_text_model(len(tokenizer), cfg.seed)
@@ -393,7 +387,6 @@ def train_transformer(cfg: TrainConfig, work: Path, data: dict, model_spec: Modu
 def continuation_followers(captions: list[str], motions: str) -> torch.Tensor:
     """Indices of the clips with one object whose motion is one of `motions` (space-separated) and no camera pan:
     the clips a continuation cycle draws its continuation rows from."""
-    world = _world()
     wanted = motions.split()
     unknown = sorted(set(wanted) - set(world.MOTIONS))
     if unknown:
@@ -419,14 +412,13 @@ def train_continuation(cfg: TrainConfig, work: Path, data: dict, model: SanaTran
         if not len(followers):
             raise ValueError(f"the continuation clips hold no single-object clip moving {motions!r}")
         cycles.append((steps, followers))
-    tokenizer = None
     for i, (steps, followers) in enumerate(cycles):
-        model, tokenizer, text_model = train_transformer(
+        model, _, text_model = train_transformer(
             replace(cfg, dit_steps=steps, dit_lr=cfg.continuation_lr, motion_weight=cfg.continuation_motion_weight),
             work, dict(data, followers=followers, follow_rows=rows),
             checkpoint="continuation.pt" if i == 0 else f"continuation{i + 1}.pt",
             init={"model": model.state_dict(), "text": text_model.state_dict()})
-    return model, tokenizer, text_model
+    return model
 
 
 # ----- stage 6: export -----------------------------------------------------------------------------------------
@@ -512,6 +504,6 @@ def train_demo(cfg: TrainConfig, export_to: str | Path | None = None) -> Path:
     ae = ae.cpu()
     model, tokenizer, text_model = train_transformer(cfg, work, data)
     if fresh is not None:
-        model, _, _ = train_continuation(cfg, work, fresh, model, text_model)
+        model = train_continuation(cfg, work, fresh, model, text_model)
     return export(Path(export_to) if export_to else work / "model", ae, data["scaling_factor"], model, tokenizer,
                   text_model, cfg, time.perf_counter() - started)
