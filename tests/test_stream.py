@@ -27,13 +27,14 @@ def frames_per_chunk(c):
     return 1 + 4 * (K - 1) if c == 0 else 4 * K
 
 
-def reference_frames(pipe, prompt, seed, chunks, anchor_guidance=1.0, anchor_timesteps=None):
+def reference_frames(pipe, prompt, seed, chunks, anchor_guidance=1.0, anchor_timesteps=None, context_noise=0.0):
     """Chunk-causal generation of chunks·K latent frames with the stream's noise draws, decoded in one go; the
-    first chunk with CFG at anchor_guidance over anchor_timesteps when those are given."""
+    first chunk with CFG at anchor_guidance over anchor_timesteps when those are given; each finished chunk seen
+    by the later ones noised to context_noise."""
     model, vae = pipe.transformer, pipe.vae
     emb, mask = pipe.encode_prompt(prompt)
     gen = torch.Generator().manual_seed(seed)
-    history = None
+    history, clean = None, []
     with torch.inference_mode():
         for c in range(chunks):
             x = torch.randn(1, 4, K, 4, 4, generator=gen)
@@ -44,17 +45,19 @@ def reference_frames(pipe, prompt, seed, chunks, anchor_guidance=1.0, anchor_tim
                     v = model(x.expand(len(rows[0]), -1, -1, -1, -1), sampler.timesteps[i].expand(len(rows[0])), *rows)
                     g = 1.0 if sampler.timesteps[i] >= 1000 else anchor_guidance  # pure noise: unguided
                     x = sampler.step(v[:1] + g * (v[1:] - v[:1]) if len(v) == 2 else v, i, x, generator=gen)
-                history = x
-                continue
-            sampler = LongSanaSampler()
-            for i in range(sampler.num_steps):
-                full = x if history is None else torch.cat([history, x], dim=2)
-                t = torch.zeros(1, full.shape[2])
-                t[:, -K:] = sampler.timesteps[i]
-                v = model(full, t, emb, mask, chunk_frames=K)[:, :, -K:]
-                x = sampler.step(v, i, x, generator=gen)
-            history = x if history is None else torch.cat([history, x], dim=2)
-        pixels = vae.decode(vae.denormalize_latents(history))
+            else:
+                sampler = LongSanaSampler()
+                for i in range(sampler.num_steps):
+                    full = x if history is None else torch.cat([history, x], dim=2)
+                    t = torch.full((1, full.shape[2]), float(context_noise))
+                    t[:, -K:] = sampler.timesteps[i]
+                    v = model(full, t, emb, mask, chunk_frames=K)[:, :, -K:]
+                    x = sampler.step(v, i, x, generator=gen)
+            clean.append(x)
+            sigma = context_noise / 1000
+            seen = (1 - sigma) * x + sigma * torch.randn(x.shape, generator=gen) if sigma else x
+            history = seen if history is None else torch.cat([history, seen], dim=2)
+        pixels = vae.decode(vae.denormalize_latents(torch.cat(clean, dim=2)))
     return (pixels[0].float() / 2 + 0.5).clamp(0, 1).permute(1, 2, 3, 0).mul(255).round().to(torch.uint8).numpy()
 
 
@@ -68,6 +71,18 @@ def test_stream_equals_chunk_causal_reference(pipe):
     assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
     assert [f.index for f in frames] == list(range(n))
     assert frames[5].time == pytest.approx(5 / 16)
+
+
+def test_context_noise_streams_on_a_noised_history(pipe):
+    n = sum(frames_per_chunk(c) for c in range(3))
+    stream = pipe.stream("a red ball bouncing", seed=11, height=32, width=32, chunk_frames=K, context_noise=300.0)
+    got = np.stack(take(stream, n))
+    want = reference_frames(pipe, "a red ball bouncing", 11, 3, context_noise=300.0)
+    assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+    clean = reference_frames(pipe, "a red ball bouncing", 11, 3)
+    first = frames_per_chunk(0)
+    assert np.array_equal(got[:first], clean[:first])  # the opening chunk has no history to see
+    assert np.abs(got[first:].astype(int) - clean[first:].astype(int)).max() > 1
 
 
 def test_same_seed_same_frames_and_reset(pipe):
@@ -256,6 +271,8 @@ def test_bad_stream_requests(pipe):
         pipe.stream("x", height=32, width=32, chunk_size=3)
     with pytest.raises(ValueError, match="chunk_frames"):
         pipe.stream("x", height=32, width=32, chunk_frames=0)
+    with pytest.raises(ValueError, match="context_noise must be in"):
+        pipe.stream("x", height=32, width=32, context_noise=1000)
     with pytest.raises(ValueError, match="height must be a positive multiple"):
         pipe.stream("x", height=30, width=32)
     with pytest.raises(ValueError, match="seed must be an int"):

@@ -56,6 +56,10 @@ class StreamOptions:
     # none, as for guidance_scale) on its steps below t = 1000, and its own denoising schedule (None: `timesteps`).
     anchor_guidance: float = 1.0
     anchor_timesteps: tuple[float, ...] | None = None
+    # Context noise (Self Forcing, CausVid): each finished chunk enters the history noised to this level (0: clean).
+    # A model's own chunks are never quite its training data; read as slightly noisy they are trusted less, so a
+    # faint object is redrawn rather than copied fainter chunk after chunk (README: the demo model's stability).
+    context_noise: float = 0.0
 
     def validate(self) -> None:
         if not isinstance(self.chunk_frames, int) or self.chunk_frames < 1:
@@ -68,6 +72,8 @@ class StreamOptions:
             raise ValueError(f"guidance_scale must be ≥ 0, got {self.guidance_scale!r}")
         if not self.anchor_guidance >= 0:
             raise ValueError(f"anchor_guidance must be ≥ 0, got {self.anchor_guidance!r}")
+        if not 0 <= self.context_noise < 1000:
+            raise ValueError(f"context_noise must be in [0, 1000), got {self.context_noise!r}")
 
 
 @dataclass
@@ -240,7 +246,7 @@ class Stream:
             model = self.pipe.transformer
             rows = emb.shape[0]
             model.append_state(self._state, self._last_latents.to(model.dtype).expand(rows, -1, -1, -1, -1),
-                               emb, mask, replace_last=True)
+                               emb, mask, replace_last=True, timestep=self.options.context_noise)
             timings["recache"] = 1e3 * (time.perf_counter() - start)
             self.stats["recaches"] += 1
 
@@ -249,6 +255,14 @@ class Stream:
         x = torch.randn((1, self._latent_shape[0], o.chunk_frames, *self._latent_shape[1:]),
                         generator=self._generator)
         return x.to(self.pipe.transformer.device)
+
+    def _history_latents(self, x: torch.Tensor) -> torch.Tensor:
+        """x as it enters the history: noised to options.context_noise on the flow-matching path."""
+        sigma = self.options.context_noise / 1000
+        if not sigma:
+            return x
+        noise = torch.randn(x.shape, generator=self._generator).to(x.device)
+        return (1 - sigma) * x + sigma * noise
 
     def _anchor_text(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The text rows of an opening chunk made with the anchor options ((negative, positive) with CFG, as
@@ -268,7 +282,8 @@ class Stream:
         if self._condition is not None:
             return None
         o = self.options
-        key = (id(self.pipe), self._latent_shape, o.chunk_frames, tuple(o.timesteps), tuple(emb.shape))
+        key = (id(self.pipe), self._latent_shape, o.chunk_frames, tuple(o.timesteps), o.context_noise,
+               tuple(emb.shape))
         if anchor is None:
             return key
         return (*key, "anchor", tuple(o.anchor_timesteps or o.timesteps), tuple(anchor[0].shape))
@@ -374,11 +389,13 @@ def _generate_together(group: list[_Chunk]) -> None:
             x = hold_conditioning_frames(x, condition, cond_mask)
     first._condition = None
     t1 = time.perf_counter()
-    model.append_state(state, x.to(model.dtype).repeat_interleave(rows, dim=0), emb, mask)
+    context = torch.cat([c.stream._history_latents(x[j:j + 1]) for j, c in enumerate(group)])
+    model.append_state(state, context.to(model.dtype).repeat_interleave(rows, dim=0), emb, mask,
+                       timestep=o.context_noise)
     t2 = time.perf_counter()
     for j, c in enumerate(group):
         c.x = x[j:j + 1]
-        c.stream._last_latents, c.stream._last_text = c.x, (c.emb, c.mask)
+        c.stream._last_latents = context[j:j + 1]
         c.timings.update(generate=1e3 * (t1 - t0), append=1e3 * (t2 - t1))
         c.stream.stats["batch"] = len(group)
 

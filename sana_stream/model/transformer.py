@@ -257,15 +257,17 @@ class SanaTransformer(nn.Module):
         guidance: torch.Tensor | None = None,
         replace_last: bool = False,
         action: torch.Tensor | None = None,
+        timestep: float = 0.0,
     ) -> None:
-        """The t = 0 pass that adds a finished (clean) chunk to the history held in `state`.
+        """The pass that adds a finished chunk to the history held in `state`, at t = 0 (clean) by default.
 
         replace_last=True re-runs the newest chunk instead (same frames, e.g. under a new prompt after a prompt
         switch), against the history it saw, and puts the result in its place. action: world models only, the
-        actions the chunk's frames were made with, (B, T, action_dim).
+        actions the chunk's frames were made with, (B, T, action_dim). timestep: the noise level x_clean was
+        noised to by the caller (context noise, StreamOptions.context_noise).
         """
-        zero = torch.zeros(x_clean.shape[0], device=x_clean.device)
-        _, records = self._run(x_clean, zero, encoder_hidden_states, encoder_attention_mask, None, guidance, state,
+        t = torch.full((x_clean.shape[0],), float(timestep), device=x_clean.device)
+        _, records = self._run(x_clean, t, encoder_hidden_states, encoder_attention_mask, None, guidance, state,
                                need_output=False, replace_last=replace_last, action=action)
         frames = x_clean.shape[2] // self.config.patch_size[0]
         grid = (x_clean.shape[-2] // self.config.patch_size[1], x_clean.shape[-1] // self.config.patch_size[2])

@@ -186,7 +186,8 @@ class Pipeline:
         """An endless iterator of uint8 (H, W, 3) frames; the same seed gives the same frames.
 
         options: StreamOptions fields (chunk_frames, timesteps, window, guidance_scale, negative_prompt,
-        motion_score, transition_chunks, fps); the model's own stream defaults fill the rest."""
+        motion_score, transition_chunks, fps, anchor_guidance, anchor_timesteps, context_noise); the model's own
+        stream defaults fill the rest."""
         from ..engine import Stream, StreamOptions
 
         unknown = sorted(set(options) - set(StreamOptions.__dataclass_fields__))
