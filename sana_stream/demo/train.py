@@ -51,7 +51,7 @@ from . import spec
 
 
 TRANSLATIONS = " ".join(DIRECTIONS)
-CONTINUATION_CYCLES = ((3500, TRANSLATIONS),)  # v3's
+CONTINUATION_CYCLES = ((3500, TRANSLATIONS), (2000, TRANSLATIONS))  # v4's (v3: the first alone)
 
 
 @dataclass
