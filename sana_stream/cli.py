@@ -327,19 +327,20 @@ def _add_train_demo(commands: argparse._SubParsersAction) -> None:
     _add_training_arguments(train, d, "sana_stream/assets/demo")
     cycles = d.continuation_cycles
 
-    def continuation_steps(text: str) -> tuple[tuple[int, str], ...]:
+    def continuation_steps(text: str) -> tuple[tuple[int, str, float], ...]:
         steps = [_whole_number(0)(part) for part in text.split(",")]
         if steps == [0]:
             return ()
         if len(steps) != len(cycles) or 0 in steps:
             raise argparse.ArgumentTypeError(f"expected 0 or {len(cycles)} positive step counts, one per cycle, "
                                              f"got {text!r}")
-        return tuple((n, motions) for n, (_, motions) in zip(steps, cycles))
+        return tuple((n, *rest) for n, (_, *rest) in zip(steps, cycles))
 
-    default = ",".join(str(n) for n, _ in cycles)
+    default = ",".join(str(n) for n, *_ in cycles)
     train.add_argument("--continuation-steps", type=continuation_steps, default=cycles, metavar="N,N",
                        help="steps of each continuation cycle, comma-separated, or 0 to skip the stage (default "
-                            f"{default}: " + "; ".join(f"{m} rows" for _, m in cycles) + ")")
+                            f"{default}: " + "; ".join(f"{m} rows" + (f", history at t = {h:g}" if h else "")
+                                                    for _, m, h in cycles) + ")")
 
 
 def _train_world(args: argparse.Namespace) -> int:

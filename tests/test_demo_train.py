@@ -17,7 +17,7 @@ def test_train_demo_end_to_end_resumes_and_exports(tmp_path):
     # Of seed 0's first six continuation clips, clip 4 is a single-object translation, clips 3 and 5 spin.
     cfg = TrainConfig(work=str(tmp_path / "work"), ae_steps=2, ae_batch=2, clips=4, text_steps=4, text_batch=8,
                       dit_steps=2, dit_batch=2, checkpoint_every=2, continuation_clips=6,
-                      continuation_cycles=((2, "left right up down"), (2, "spinning")))
+                      continuation_cycles=((2, "left right up down", 0.0), (2, "spinning", 250.0)))
     folder = train_demo(cfg, export_to=tmp_path / "model")
     work = tmp_path / "work"
     assert torch.load(work / "text_encoder.pt", weights_only=True)["step"] == 4
@@ -30,7 +30,7 @@ def test_train_demo_end_to_end_resumes_and_exports(tmp_path):
     # Longer stages resume from their checkpoints (text at step 4, transformer and continuation at step 2); the
     # exported text encoder is the text stage's, the one the transformer's caption states came from.
     cfg.text_steps, cfg.dit_steps = 6, 4
-    cfg.continuation_cycles = ((4, "left right up down"), (4, "spinning"))
+    cfg.continuation_cycles = ((4, "left right up down", 0.0), (4, "spinning", 250.0))
     folder = train_demo(cfg, export_to=tmp_path / "model")
     assert torch.load(work / "text_encoder.pt", weights_only=True)["step"] == 6
     assert torch.load(work / "continuation.pt", weights_only=True)["step"] == 4
@@ -97,8 +97,9 @@ def test_continuation_followers_are_single_object_clips_of_the_cycle_motions():
 
 def test_continuation_cycles_are_checked_before_any_training(tmp_path):
     data = {"captions": ["a small blue star moving down on a cyan background"]}
-    for cycles, problem in ((((2, "down"), (0, "down")), "cycle 2 has 0 steps"),
-                            (((2, "down"), (2, "growing")), "no single-object clip moving 'growing'")):
+    for cycles, problem in ((((2, "down", 0.0), (0, "down", 0.0)), "cycle 2 has 0 steps"),
+                            (((2, "down", 0.0), (2, "down", 1000.0)), "cycle 2 has history level 1000"),
+                            (((2, "down", 0.0), (2, "growing", 0.0)), "no single-object clip moving 'growing'")):
         with pytest.raises(ValueError, match=problem):
             train_continuation(TrainConfig(continuation_cycles=cycles), tmp_path, data, None, None)
     assert not list(tmp_path.iterdir())

@@ -51,7 +51,7 @@ from . import spec
 
 
 TRANSLATIONS = " ".join(DIRECTIONS)
-CONTINUATION_CYCLES = ((3500, TRANSLATIONS), (2000, TRANSLATIONS))  # v4's (v3: the first alone)
+CONTINUATION_CYCLES = ((3500, TRANSLATIONS, 0.0), (2000, TRANSLATIONS, 0.0))  # v4's (v3: the first alone)
 
 
 @dataclass
@@ -75,8 +75,10 @@ class TrainConfig:
     # Stage 5, continuation (no cycles: none, v2's recipe): fine-tunes on fresh clips where `continuation_share` of
     # every batch is the case streaming lives on, clean history and the next chunk from pure noise, drawn from the
     # single-object clips of the cycle's motions; `onset_prob` of those rows hold their history still at its last
-    # frame. Each cycle, (steps, motions), is a cosine run with a fresh optimizer from the previous cycle's weights.
-    continuation_cycles: tuple[tuple[int, str], ...] = CONTINUATION_CYCLES
+    # frame. Each cycle, (steps, motions, history level), is a cosine run with a fresh optimizer from the previous
+    # cycle's weights; its continuation rows' history is noised to that level (0: clean), as a stream with that
+    # context_noise sees it.
+    continuation_cycles: tuple[tuple[int, str, float], ...] = CONTINUATION_CYCLES
     continuation_clips: int = 10000
     continuation_lr: float = 3e-4
     continuation_share: float = 0.75
@@ -257,7 +259,7 @@ def _draw_clips(rng: torch.Generator, batch: int, data: dict) -> tuple[torch.Ten
     With branch groups in the data (data["branches"] clips a group, stored consecutively from
     data["branch_start"]), data["branch_groups"] whole groups fill most of the batch, so every step contrasts the
     actions taken from the same history. With data["follow_rows"], that many rows lead the batch, drawn from the
-    clips data["followers"] lists."""
+    clips data["followers"] lists (their history noised to data["follow_level"], 0 by default)."""
     n, size, rows = len(data["captions"]), data.get("branches", 0), data.get("follow_rows", 0)
     follow = torch.arange(batch) < rows
     if not size:
@@ -282,8 +284,8 @@ def train_transformer(cfg: TrainConfig, work: Path, data: dict, model_spec: Modu
     """data: latents (N, frames, C, h, w), captions, scaling_factor and, for a world model (a config with
     action_dim), actions (N, frames, action_dim), each frame's action; optionally branch groups (see
     _draw_clips), whose history is kept clean so that only their last frame is learnt, or continuation rows, whose
-    history is clean (held still at its last frame in cfg.onset_prob of them) and whose last chunk is pure noise
-    (t = 1000), so that they learn what comes next from history and caption alone. words: the caption
+    history is clean or at data["follow_level"] (held still at its last frame in cfg.onset_prob of them) and whose
+    last chunk is pure noise (t = 1000), so that they learn what comes next from history and caption alone. words: the caption
     vocabulary. With cfg.text_steps the text encoder is pretrained on the caption language first (demo/text.py)
     and frozen; without, it trains jointly with the transformer. checkpoint: the file in `work` this run
     resumes from; init: {"model", "text"} state dicts a fresh run starts from (a fine-tuning stage; a frozen text
@@ -345,6 +347,7 @@ def train_transformer(cfg: TrainConfig, work: Path, data: dict, model_spec: Modu
                  for i in idx.tolist()]
         t_chunk = _sample_timesteps(gen, cfg.dit_batch, chunks, cfg.clean_chunk_prob, model_spec.STREAM["timesteps"])
         t_chunk[branch | follow, :-1] = 0
+        t_chunk[follow, :-1] = data.get("follow_level", 0.0)
         t_chunk[follow, -1] = 1000.0
         t = t_chunk.repeat_interleave(k, dim=1).to(cfg.device)  # per latent frame
         sigma = (t / 1000).view(cfg.dit_batch, 1, -1, 1, 1)
@@ -405,17 +408,19 @@ def train_continuation(cfg: TrainConfig, work: Path, data: dict, model: SanaTran
         raise ValueError(f"continuation_share must be in (0, 1], got {cfg.continuation_share}")
     rows = round(cfg.continuation_share * cfg.dit_batch)
     cycles = []  # checked whole before any training, so that a bad later cycle does not wait an hour to fail
-    for i, (steps, motions) in enumerate(cfg.continuation_cycles):
+    for i, (steps, motions, level) in enumerate(cfg.continuation_cycles):
         if steps < 1:
             raise ValueError(f"continuation cycle {i + 1} has {steps} steps; each needs at least 1")
+        if not 0 <= level < 1000:
+            raise ValueError(f"continuation cycle {i + 1} has history level {level}; it must be in [0, 1000)")
         followers = continuation_followers(data["captions"], motions)
         if not len(followers):
             raise ValueError(f"the continuation clips hold no single-object clip moving {motions!r}")
-        cycles.append((steps, followers))
-    for i, (steps, followers) in enumerate(cycles):
+        cycles.append((steps, followers, level))
+    for i, (steps, followers, level) in enumerate(cycles):
         model, _, text_model = train_transformer(
             replace(cfg, dit_steps=steps, dit_lr=cfg.continuation_lr, motion_weight=cfg.continuation_motion_weight),
-            work, dict(data, followers=followers, follow_rows=rows),
+            work, dict(data, followers=followers, follow_rows=rows, follow_level=level),
             checkpoint="continuation.pt" if i == 0 else f"continuation{i + 1}.pt",
             init={"model": model.state_dict(), "text": text_model.state_dict()})
     return model
@@ -457,7 +462,8 @@ def export(folder: Path, ae: DCAE, scale: float, model: SanaTransformer, tokeniz
         text=sum(p.numel() for p in text_model.parameters()) / 1e6, minutes=seconds / 60,
         compression=ae.spatial_compression, latent=model_spec.SIZE // ae.spatial_compression,
         patch=model.config.patch_size[-1],
-        cycles="; ".join(f"{n} steps on {m}" for n, m in cfg.continuation_cycles) or "none",
+        cycles="; ".join(f"{n} steps on {m}" + (f", history at t = {h:g}" if h else "")
+                         for n, m, h in cfg.continuation_cycles) or "none",
         config=json.dumps(asdict(cfg))))
     return folder
 
