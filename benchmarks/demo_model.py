@@ -59,9 +59,11 @@ def seen_prompts(n: int, seed: int = 1) -> list[str]:
     return prompts
 
 
-def adherence(pipe, prompts: list[str]) -> tuple[float, float, float, float]:
-    """(colour %, motion %) of the model and of the rendered ground truth."""
+def adherence(pipe, prompts: list[str]) -> tuple[float, float, float, float, dict[str, tuple[int, int]]]:
+    """(colour %, motion %) of the model and of the rendered ground truth, and the model's motions judged right
+    by the captioned motion: {motion: (right, prompts)}."""
     model_ok, truth_ok = np.zeros((len(prompts), 2)), np.zeros((len(prompts), 2))
+    motions = [data.parse_caption(p).objects[0].motion for p in prompts]
     for i, prompt in enumerate(prompts):
         stream = pipe.stream(prompt, seed=i)
         frames = np.stack([next(stream) for _ in range(JUDGED_FRAMES)])
@@ -70,7 +72,9 @@ def adherence(pipe, prompts: list[str]) -> tuple[float, float, float, float]:
         truth = data.render(data.parse_caption(prompt), JUDGED_FRAMES, size=frames.shape[1])
         verdict = judge(truth, prompt)
         truth_ok[i] = verdict["colour_ok"], verdict["motion_ok"]
-    return (*(100 * model_ok.mean(0)), *(100 * truth_ok.mean(0)))
+    by_motion = {m: (int(sum(model_ok[i, 1] for i, x in enumerate(motions) if x == m)), motions.count(m))
+                 for m in dict.fromkeys(motions)}
+    return (*(100 * model_ok.mean(0)), *(100 * truth_ok.mean(0)), by_motion)
 
 
 def real_history(pipe, prompt: str, chunks: int, extra_chunks: int = 0):
@@ -200,8 +204,9 @@ def main() -> None:
 
     print(f"\nprompt adherence ({JUDGED_FRAMES} frames per prompt)   colour %   motion %   (rendered truth: colour % motion %)")
     for name, prompts in (("held-out", data.heldout_prompts(n)), ("seen", seen_prompts(n))):
-        c, m, tc, tm = adherence(pipe, prompts)
+        c, m, tc, tm, by_motion = adherence(pipe, prompts)
         print(f"  {name:9} {len(prompts)} prompts                  {c:8.0f}   {m:8.0f}   ({tc:.0f} {tm:.0f})")
+        print("            motion right by kind: " + ", ".join(f"{k} {ok}/{n}" for k, (ok, n) in by_motion.items()))
     c, m = continuation(pipe, data.heldout_prompts(n))
     print(f"  held-out, streaming on from 2 real chunks    {c:8.0f}   {m:8.0f}")
     print("\none pass predicts the chunk after 2 real chunks (left/right/up/down prompts) from that chunk noised to t;"

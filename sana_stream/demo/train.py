@@ -51,7 +51,9 @@ from . import spec
 
 
 TRANSLATIONS = " ".join(DIRECTIONS)
-CONTINUATION_CYCLES = ((3500, TRANSLATIONS, 0.0), (2000, TRANSLATIONS, 0.0))  # v4's (v3: the first alone)
+# v5's: v4's two cycles (v3: the first alone), then two with the history noised to the stream's context_noise.
+CONTINUATION_CYCLES = ((3500, TRANSLATIONS, 0.0), (2000, TRANSLATIONS, 0.0), (2000, TRANSLATIONS, 250.0),
+                       (2000, TRANSLATIONS + " growing shrinking", 250.0))
 
 
 @dataclass
@@ -483,9 +485,10 @@ world's grammar. It exists so that a fresh install streams real, trained video w
   parameters, pretrained on training-split captions (each word's identity at its position, the whole scene
   read from the last token) and then frozen while the transformer trains;
 - continuation stage: the trained transformer fine-tuned on fresh clips with three quarters of every batch
-  a clean two-chunk history and the next chunk from pure noise (single-object clips of the cycle's motions, a
-  quarter of them with the history held still), the rest the chunk-causal objective with motion-weighted loss,
-  in cosine cycles, each from the weights the one before left: {cycles}.
+  a two-chunk history (clean, or noised to the cycle's level as a stream with that context noise shows it) and
+  the next chunk from pure noise (single-object clips of the cycle's motions, a quarter of them with the history
+  held still), the rest the chunk-causal objective with motion-weighted loss, in cosine cycles, each from the
+  weights the one before left: {cycles}.
 
 Data: procedurally rendered clips at 256×256, 16 fps; a documented set of colour×shape×motion triples
 (`sana_stream.data.HELDOUT_TRIPLES`) is never shown in training and is used to test generalisation.
