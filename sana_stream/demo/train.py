@@ -51,9 +51,9 @@ from . import spec
 
 
 TRANSLATIONS = " ".join(DIRECTIONS)
-# v5's: v4's two cycles (v3: the first alone), then two with the history noised to the stream's context_noise.
+# v5's: v4's two cycles (v3: the first alone), then three with the history noised as a stream noises it.
 CONTINUATION_CYCLES = ((3500, TRANSLATIONS, 0.0), (2000, TRANSLATIONS, 0.0), (2000, TRANSLATIONS, 250.0),
-                       (2000, TRANSLATIONS + " growing shrinking", 250.0))
+                       (2000, TRANSLATIONS + " growing shrinking", 250.0), (2000, TRANSLATIONS, 250.0))
 
 
 @dataclass
