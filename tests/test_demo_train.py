@@ -13,13 +13,28 @@ from sana_stream.demo.train import (TrainConfig, _draw_clips, _motion_weight, _o
                                     train_continuation, train_demo)
 
 
-def test_train_demo_end_to_end_resumes_and_exports(tmp_path):
+def test_train_demo_end_to_end_resumes_and_exports(tmp_path, monkeypatch):
+    from sana_stream.model import SanaTransformer
+
+    timesteps = []  # each training pass's per-frame timesteps (B, T)
+    forward = SanaTransformer.forward
+
+    def recording_forward(self, x, timestep, *args, **kwargs):
+        if self.training:
+            timesteps.append(timestep.detach().cpu().clone())
+        return forward(self, x, timestep, *args, **kwargs)
+
+    monkeypatch.setattr(SanaTransformer, "forward", recording_forward)
     # Of seed 0's first six continuation clips, clip 4 is a single-object translation, clips 3 and 5 spin.
     cfg = TrainConfig(work=str(tmp_path / "work"), ae_steps=2, ae_batch=2, clips=4, text_steps=4, text_batch=8,
                       dit_steps=2, dit_batch=2, checkpoint_every=2, continuation_clips=6,
                       continuation_cycles=((2, "left right up down", 0.0), (2, "spinning", 250.0)))
     folder = train_demo(cfg, export_to=tmp_path / "model")
     work = tmp_path / "work"
+    # Both rows of a batch of 2 are continuation rows (share 0.75): 6 history frames at the cycle's level, then
+    # a chunk of pure noise. The first cycle's history is clean, the second's at t = 250.
+    for t, level in zip(timesteps[-4:], (0.0, 0.0, 250.0, 250.0)):
+        assert (t[:, :6] == level).all() and (t[:, 6:] == 1000).all()
     assert torch.load(work / "text_encoder.pt", weights_only=True)["step"] == 4
     first = torch.load(work / "continuation.pt", weights_only=True)
     fresh = torch.load(work / "continuation_latents.pt", weights_only=True)

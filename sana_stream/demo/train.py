@@ -286,12 +286,12 @@ def train_transformer(cfg: TrainConfig, work: Path, data: dict, model_spec: Modu
     """data: latents (N, frames, C, h, w), captions, scaling_factor and, for a world model (a config with
     action_dim), actions (N, frames, action_dim), each frame's action; optionally branch groups (see
     _draw_clips), whose history is kept clean so that only their last frame is learnt, or continuation rows, whose
-    history is clean or at data["follow_level"] (held still at its last frame in cfg.onset_prob of them) and whose
-    last chunk is pure noise (t = 1000), so that they learn what comes next from history and caption alone. words: the caption
-    vocabulary. With cfg.text_steps the text encoder is pretrained on the caption language first (demo/text.py)
-    and frozen; without, it trains jointly with the transformer. checkpoint: the file in `work` this run
-    resumes from; init: {"model", "text"} state dicts a fresh run starts from (a fine-tuning stage; a frozen text
-    encoder is then init's, not pretrained again)."""
+    history is clean or at data["follow_level"] (held still at its last frame in cfg.onset_prob of them; a noised
+    history is supervised like any noised chunk) and whose last chunk is pure noise (t = 1000), so that they learn
+    what comes next from history and caption alone. words: the caption vocabulary. With cfg.text_steps the text
+    encoder is pretrained on the caption language first (demo/text.py) and frozen; without, it trains jointly with
+    the transformer. checkpoint: the file in `work` this run resumes from; init: {"model", "text"} state dicts a
+    fresh run starts from (a fine-tuning stage; a frozen text encoder is then init's, not pretrained again)."""
     if words is None:
         words = list(world.VOCABULARY) + [",", "."]
     ckpt_path = work / checkpoint
