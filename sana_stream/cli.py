@@ -315,7 +315,7 @@ def _add_training_arguments(train: argparse.ArgumentParser, d, installs_into: st
 
 
 def _add_train_demo(commands: argparse._SubParsersAction) -> None:
-    from .demo.train import TrainConfig
+    from .demo.train import TrainConfig, describe_cycles
 
     d = TrainConfig()
     train = commands.add_parser(
@@ -339,8 +339,7 @@ def _add_train_demo(commands: argparse._SubParsersAction) -> None:
     default = ",".join(str(n) for n, *_ in cycles)
     train.add_argument("--continuation-steps", type=continuation_steps, default=cycles, metavar="N,N",
                        help="steps of each continuation cycle, comma-separated, or 0 to skip the stage (default "
-                            f"{default}: " + "; ".join(f"{m} rows" + (f", history at t = {h:g}" if h else "")
-                                                    for _, m, h in cycles) + ")")
+                            f"{default}: {describe_cycles(cycles)})")
 
 
 def _train_world(args: argparse.Namespace) -> int:

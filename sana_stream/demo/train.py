@@ -56,6 +56,11 @@ CONTINUATION_CYCLES = ((3500, TRANSLATIONS, 0.0), (2000, TRANSLATIONS, 0.0), (20
                        (2000, TRANSLATIONS + " growing shrinking", 250.0), (2000, TRANSLATIONS, 250.0))
 
 
+def describe_cycles(cycles: tuple[tuple[int, str, float], ...]) -> str:
+    """Continuation cycles in words, for the model card and train-demo --help."""
+    return "; ".join(f"{n} steps on {m}" + (f", history at t = {h:g}" if h else "") for n, m, h in cycles) or "none"
+
+
 @dataclass
 class TrainConfig:
     work: str = "runs/demo"
@@ -348,7 +353,7 @@ def train_transformer(cfg: TrainConfig, work: Path, data: dict, model_spec: Modu
         texts = [captions[i] if torch.rand(1, generator=gen).item() >= cfg.caption_dropout else ""
                  for i in idx.tolist()]
         t_chunk = _sample_timesteps(gen, cfg.dit_batch, chunks, cfg.clean_chunk_prob, model_spec.STREAM["timesteps"])
-        t_chunk[branch | follow, :-1] = 0
+        t_chunk[branch, :-1] = 0
         t_chunk[follow, :-1] = data.get("follow_level", 0.0)
         t_chunk[follow, -1] = 1000.0
         t = t_chunk.repeat_interleave(k, dim=1).to(cfg.device)  # per latent frame
@@ -464,8 +469,7 @@ def export(folder: Path, ae: DCAE, scale: float, model: SanaTransformer, tokeniz
         text=sum(p.numel() for p in text_model.parameters()) / 1e6, minutes=seconds / 60,
         compression=ae.spatial_compression, latent=model_spec.SIZE // ae.spatial_compression,
         patch=model.config.patch_size[-1],
-        cycles="; ".join(f"{n} steps on {m}" + (f", history at t = {h:g}" if h else "")
-                         for n, m, h in cfg.continuation_cycles) or "none",
+        cycles=describe_cycles(cfg.continuation_cycles),
         config=json.dumps(asdict(cfg))))
     return folder
 
