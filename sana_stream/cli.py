@@ -327,7 +327,7 @@ def _add_train_demo(commands: argparse._SubParsersAction) -> None:
     _add_training_arguments(train, d, "sana_stream/assets/demo")
     cycles = d.continuation_cycles
 
-    def continuation_steps(text: str) -> tuple[tuple[int, str, float], ...]:
+    def continuation_steps(text: str) -> tuple[tuple[int, str, float, float], ...]:
         steps = [_whole_number(0)(part) for part in text.split(",")]
         if steps == [0]:
             return ()

@@ -252,7 +252,7 @@ def test_train_demo_takes_one_step_count_per_continuation_cycle(tmp_path, capsys
     monkeypatch.setattr("sana_stream.demo.train.train_demo", lambda cfg: seen.append(cfg) or tmp_path)
     counts = ",".join(str(n + 1) for n in range(len(CONTINUATION_CYCLES)))
     assert main(["train-demo", "--work", str(tmp_path), "--continuation-steps", counts]) == 0
-    assert seen[-1].continuation_cycles == tuple((n + 1, m, h) for n, (_, m, h) in enumerate(CONTINUATION_CYCLES))
+    assert seen[-1].continuation_cycles == tuple((n + 1, *rest) for n, (_, *rest) in enumerate(CONTINUATION_CYCLES))
     assert main(["train-demo", "--work", str(tmp_path), "--continuation-steps", "0"]) == 0
     assert seen[-1].continuation_cycles == ()
     for wrong in (counts + ",7", "0," + counts, "x", "-3"):

@@ -28,13 +28,19 @@ def test_train_demo_end_to_end_resumes_and_exports(tmp_path, monkeypatch):
     # Of seed 0's first six continuation clips, clip 4 is a single-object translation, clips 3 and 5 spin.
     cfg = TrainConfig(work=str(tmp_path / "work"), ae_steps=2, ae_batch=2, clips=4, text_steps=4, text_batch=8,
                       dit_steps=2, dit_batch=2, checkpoint_every=2, continuation_clips=6,
-                      continuation_cycles=((2, "left right up down", 0.0), (2, "spinning", 250.0)))
+                      continuation_cycles=((2, "left right up down", 0.0, 0.0), (2, "spinning", 250.0, 1.0)))
     folder = train_demo(cfg, export_to=tmp_path / "model")
     work = tmp_path / "work"
     # Both rows of a batch of 2 are continuation rows (share 0.75): 6 history frames at the cycle's level, then
     # a chunk of pure noise. The first cycle's history is clean, the second's at t = 250.
-    for t, level in zip(timesteps[-4:], (0.0, 0.0, 250.0, 250.0)):
+    passes = [t for t in timesteps if t.shape[1] == 9]
+    for t, level in zip(passes[-4:], (0.0, 0.0, 250.0, 250.0)):
         assert (t[:, :6] == level).all() and (t[:, 6:] == 1000).all()
+    # In the second cycle every row's second history chunk is the model's own first: the streaming sampler's three
+    # steps after the first chunk at the cycle's level, with CFG (a negative and a positive row per clip).
+    own = [t for t in timesteps if t.shape[1] == 6]
+    assert len(own) == 2 * 3 and all(t.shape[0] == 4 and (t[:, :3] == 250).all() for t in own)
+    assert [float(t[0, 3]) for t in own[:3]] == [1000.0, 750.0, 500.0]
     assert torch.load(work / "text_encoder.pt", weights_only=True)["step"] == 4
     first = torch.load(work / "continuation.pt", weights_only=True)
     fresh = torch.load(work / "continuation_latents.pt", weights_only=True)
@@ -45,7 +51,7 @@ def test_train_demo_end_to_end_resumes_and_exports(tmp_path, monkeypatch):
     # Longer stages resume from their checkpoints (text at step 4, transformer and continuation at step 2); the
     # exported text encoder is the text stage's, the one the transformer's caption states came from.
     cfg.text_steps, cfg.dit_steps = 6, 4
-    cfg.continuation_cycles = ((4, "left right up down", 0.0), (4, "spinning", 250.0))
+    cfg.continuation_cycles = ((4, "left right up down", 0.0, 0.0), (4, "spinning", 250.0, 1.0))
     folder = train_demo(cfg, export_to=tmp_path / "model")
     assert torch.load(work / "text_encoder.pt", weights_only=True)["step"] == 6
     assert torch.load(work / "continuation.pt", weights_only=True)["step"] == 4
@@ -112,9 +118,36 @@ def test_continuation_followers_are_single_object_clips_of_the_cycle_motions():
 
 def test_continuation_cycles_are_checked_before_any_training(tmp_path):
     data = {"captions": ["a small blue star moving down on a cyan background"]}
-    for cycles, problem in ((((2, "down", 0.0), (0, "down", 0.0)), "cycle 2 has 0 steps"),
-                            (((2, "down", 0.0), (2, "down", 1000.0)), "cycle 2 has history level 1000"),
-                            (((2, "down", 0.0), (2, "growing", 0.0)), "no single-object clip moving 'growing'")):
+    for cycles, problem in ((((2, "down", 0.0, 0.0), (0, "down", 0.0, 0.0)), "cycle 2 has 0 steps"),
+                            (((2, "down", 0.0, 0.0), (2, "down", 1000.0, 0.0)), "cycle 2 has history level 1000"),
+                            (((2, "down", 0.0, 0.0), (2, "down", 0.0, 1.5)), "cycle 2 has own-chunk share 1.5"),
+                            (((2, "down", 0.0, 0.0), (2, "growing", 0.0, 0.0)),
+                             "no single-object clip moving 'growing'")):
         with pytest.raises(ValueError, match=problem):
             train_continuation(TrainConfig(continuation_cycles=cycles), tmp_path, data, None, None)
     assert not list(tmp_path.iterdir())
+
+
+def test_own_chunk_is_sampled_from_the_history_before_it():
+    from sana_stream.demo import spec
+    from sana_stream.demo.train import _own_chunk
+    from sana_stream.model import SanaTransformer, TransformerConfig
+
+    torch.manual_seed(0)
+    model = SanaTransformer(TransformerConfig.from_dict(spec.TRANSFORMER))
+    k, text = spec.STREAM["chunk_frames"], spec.TRANSFORMER["caption_channels"]
+    history = torch.randn(2, spec.TRANSFORMER["in_channels"], 2 * k, 8, 8)
+    emb, mask = torch.randn(2, 5, text), torch.ones(2, 5, dtype=torch.long)
+    negative = (torch.zeros(1, 5, text), torch.ones(1, 5, dtype=torch.long))
+
+    def own(h):
+        return _own_chunk(model, h, emb, mask, 250.0, k, torch.Generator().manual_seed(1), spec.STREAM, negative)
+
+    made = own(history)
+    assert made.shape == (2, history.shape[1], k, 8, 8) and torch.isfinite(made).all()
+    replaced = history.clone()
+    replaced[:, :, k:] = 0  # the chunk it stands in for is not looked at
+    assert torch.equal(own(replaced), made)
+    earlier = history.clone()
+    earlier[:, :, :k] += 1  # the chunk before it is
+    assert not torch.allclose(own(earlier), made)

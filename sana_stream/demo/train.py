@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 from .. import data as world
 from ..data.world import DIRECTIONS
 from ..model import SanaTransformer, TransformerConfig
+from ..sampling import classifier_free_guidance, make_sampler
 from ..text import TextEncoder
 from ..vae.dc_ae import DCAE
 from ..vae.dc_ae_config import DCAEConfig
@@ -51,14 +52,19 @@ from . import spec
 
 
 TRANSLATIONS = " ".join(DIRECTIONS)
-# v5's: v4's two cycles (v3: the first alone), then three with the history noised as a stream noises it.
-CONTINUATION_CYCLES = ((3500, TRANSLATIONS, 0.0), (2000, TRANSLATIONS, 0.0), (2000, TRANSLATIONS, 250.0),
-                       (2000, TRANSLATIONS + " growing shrinking", 250.0), (2000, TRANSLATIONS, 250.0))
+# v6's: v4's two cycles (v3: the first alone), then three with the history noised as a stream noises it (v5), then
+# two where half the continuation rows' history ends in a chunk of the model's own.
+CONTINUATION_CYCLES = ((3500, TRANSLATIONS, 0.0, 0.0), (2000, TRANSLATIONS, 0.0, 0.0),
+                       (2000, TRANSLATIONS, 250.0, 0.0), (2000, TRANSLATIONS + " growing shrinking", 250.0, 0.0),
+                       (2000, TRANSLATIONS, 250.0, 0.0), (2000, TRANSLATIONS + " growing shrinking", 250.0, 0.5),
+                       (2000, TRANSLATIONS, 250.0, 0.5))
 
 
-def describe_cycles(cycles: tuple[tuple[int, str, float], ...]) -> str:
+def describe_cycles(cycles: tuple[tuple[int, str, float, float], ...]) -> str:
     """Continuation cycles in words, for the model card and train-demo --help."""
-    return "; ".join(f"{n} steps on {m}" + (f", history at t = {h:g}" if h else "") for n, m, h in cycles) or "none"
+    return "; ".join(f"{n} steps on {m}" + (f", history at t = {h:g}" if h else "")
+                     + (f", {r:.0%} of its rows after a chunk of the model's own" if r else "")
+                     for n, m, h, r in cycles) or "none"
 
 
 @dataclass
@@ -82,10 +88,10 @@ class TrainConfig:
     # Stage 5, continuation (no cycles: none, v2's recipe): fine-tunes on fresh clips where `continuation_share` of
     # every batch is the case streaming lives on, clean history and the next chunk from pure noise, drawn from the
     # single-object clips of the cycle's motions; `onset_prob` of those rows hold their history still at its last
-    # frame. Each cycle, (steps, motions, history level), is a cosine run with a fresh optimizer from the previous
-    # cycle's weights; its continuation rows' history is noised to that level (0: clean), as a stream with that
-    # context_noise sees it.
-    continuation_cycles: tuple[tuple[int, str, float], ...] = CONTINUATION_CYCLES
+    # frame. Each cycle, (steps, motions, history level, own share), is a cosine run with a fresh optimizer from the
+    # previous cycle's weights; its continuation rows' history is noised to that level (0: clean), as a stream with
+    # that context_noise sees it, and in `own share` of them the history's second chunk is the model's own sample.
+    continuation_cycles: tuple[tuple[int, str, float, float], ...] = CONTINUATION_CYCLES
     continuation_clips: int = 10000
     continuation_lr: float = 3e-4
     continuation_share: float = 0.75
@@ -261,6 +267,29 @@ def _caption_table(text: TextEncoder, captions: list[str], length: int) -> tuple
     return {c: i for i, c in enumerate(distinct)}, torch.cat(states), torch.cat(masks)
 
 
+@torch.no_grad()
+def _own_chunk(model: SanaTransformer, history: torch.Tensor, emb: torch.Tensor, mask: torch.Tensor, level: float,
+               k: int, rng: torch.Generator, stream: dict, negative: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """(B, C, k, h, w): the chunk after all but the last of `history`'s chunks, as the stream makes it: those
+    chunks noised to `level` as context, the streaming sampler from pure noise, CFG against the `negative` text
+    row at the stream's guidance scale. Returns the chunk's clean estimate."""
+    context = history[:, :, :-k]
+    context = (1 - level / 1000) * context + level / 1000 * torch.randn(context.shape, generator=rng).to(context)
+    sampler = make_sampler("longsana", timesteps=stream["timesteps"])
+    x = torch.randn(history[:, :, -k:].shape, generator=rng).to(history)
+    b, frames = len(x), history.shape[2]
+    emb2 = torch.cat([negative[0].expand(b, -1, -1).to(emb), emb])
+    mask2 = torch.cat([negative[1].expand(b, -1).to(mask), mask])
+    device_type = x.device.type
+    for i in range(sampler.num_steps):
+        t = torch.full((2 * b, frames), float(level), device=x.device)
+        t[:, -k:] = sampler.timesteps[i]
+        with torch.autocast(device_type, dtype=torch.bfloat16), _attention_kernel(device_type):
+            v = model(torch.cat([context, x], 2).repeat(2, 1, 1, 1, 1), t, emb2, mask2, chunk_frames=k)[:, :, -k:]
+        x = sampler.step(classifier_free_guidance(v[:b], v[b:], stream["guidance_scale"]), i, x, generator=rng)
+    return x
+
+
 def _draw_clips(rng: torch.Generator, batch: int, data: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(clip indices (batch,), which of them are branch clips, which are continuation rows: (batch,) bool each).
     With branch groups in the data (data["branches"] clips a group, stored consecutively from
@@ -293,7 +322,8 @@ def train_transformer(cfg: TrainConfig, work: Path, data: dict, model_spec: Modu
     _draw_clips), whose history is kept clean so that only their last frame is learnt, or continuation rows, whose
     history is clean or at data["follow_level"] (held still at its last frame in cfg.onset_prob of them; a noised
     history is supervised like any noised chunk) and whose last chunk is pure noise (t = 1000), so that they learn
-    what comes next from history and caption alone. words: the caption vocabulary. With cfg.text_steps the text
+    what comes next from history and caption alone; in data["follow_own"] of them the history's last chunk is the
+    model's own (_own_chunk), not supervised. words: the caption vocabulary. With cfg.text_steps the text
     encoder is pretrained on the caption language first (demo/text.py) and frozen; without, it trains jointly with
     the transformer. checkpoint: the file in `work` this run resumes from; init: {"model", "text"} state dicts a
     fresh run starts from (a fine-tuning stage; a frozen text encoder is then init's, not pretrained again)."""
@@ -352,6 +382,22 @@ def train_transformer(cfg: TrainConfig, work: Path, data: dict, model_spec: Modu
             x0[still, :, :history] = x0[still, :, history - 1:history]
         texts = [captions[i] if torch.rand(1, generator=gen).item() >= cfg.caption_dropout else ""
                  for i in idx.tolist()]
+        if frozen_text:
+            rows = torch.tensor([row_of[c] for c in texts])
+            emb, mask = table[rows].to(cfg.device), table_mask[rows].to(cfg.device)
+        else:
+            with torch.autocast(device_type, dtype=torch.bfloat16), _attention_kernel(device_type):
+                emb, mask = text.embed(texts, "", model_spec.TEXT_LENGTH)
+        own = torch.zeros_like(follow)
+        if data.get("follow_own"):  # drawn only then, so that cycles without own chunks train as before
+            own = follow & (torch.rand(cfg.dit_batch, generator=gen) < data["follow_own"])
+        if own.any():
+            # Exposure bias: the stream's history is the model's own chunks, not the data's. These rows see their
+            # last history chunk as the model streams it from the real one before, and still learn the real next
+            # chunk: to carry on the caption's motion from a history that has drifted from it.
+            negative = (table[:1], table_mask[:1]) if frozen_text else text.embed([""], "", model_spec.TEXT_LENGTH)
+            x0[own, :, -2 * k:-k] = _own_chunk(model, x0[own, :, :-k], emb[own].float(), mask[own],
+                                               data.get("follow_level", 0.0), k, gen, model_spec.STREAM, negative)
         t_chunk = _sample_timesteps(gen, cfg.dit_batch, chunks, cfg.clean_chunk_prob, model_spec.STREAM["timesteps"])
         t_chunk[branch, :-1] = 0
         t_chunk[follow, :-1] = data.get("follow_level", 0.0)
@@ -365,14 +411,10 @@ def train_transformer(cfg: TrainConfig, work: Path, data: dict, model_spec: Modu
         for group in opt.param_groups:
             group["lr"] = _cosine(step, cfg.dit_steps, cfg.dit_lr)
         with torch.autocast(device_type, dtype=torch.bfloat16), _attention_kernel(device_type):
-            if frozen_text:
-                rows = torch.tensor([row_of[c] for c in texts])
-                emb, mask = table[rows].to(cfg.device), table_mask[rows].to(cfg.device)
-            else:
-                emb, mask = text.embed(texts, "", model_spec.TEXT_LENGTH)
             action = None if actions is None else actions[idx].float().to(cfg.device)
             pred = model(xt, t, emb.float(), mask, chunk_frames=k, action=action)
-        weight = (sigma > 0).float().expand_as(pred)
+        weight = (sigma > 0).float().expand_as(pred).clone()
+        weight[own, :, -2 * k:-k] = 0  # the model's own chunk is no target
         if cfg.object_weight:
             weight = weight * _object_weight(x0, cfg.object_weight)
         if cfg.motion_weight:
@@ -415,19 +457,21 @@ def train_continuation(cfg: TrainConfig, work: Path, data: dict, model: SanaTran
         raise ValueError(f"continuation_share must be in (0, 1], got {cfg.continuation_share}")
     rows = round(cfg.continuation_share * cfg.dit_batch)
     cycles = []  # checked whole before any training, so that a bad later cycle does not wait an hour to fail
-    for i, (steps, motions, level) in enumerate(cfg.continuation_cycles):
+    for i, (steps, motions, level, own) in enumerate(cfg.continuation_cycles):
         if steps < 1:
             raise ValueError(f"continuation cycle {i + 1} has {steps} steps; each needs at least 1")
         if not 0 <= level < 1000:
             raise ValueError(f"continuation cycle {i + 1} has history level {level}; it must be in [0, 1000)")
+        if not 0 <= own <= 1:
+            raise ValueError(f"continuation cycle {i + 1} has own-chunk share {own}; it must be in [0, 1]")
         followers = continuation_followers(data["captions"], motions)
         if not len(followers):
             raise ValueError(f"the continuation clips hold no single-object clip moving {motions!r}")
-        cycles.append((steps, followers, level))
-    for i, (steps, followers, level) in enumerate(cycles):
+        cycles.append((steps, followers, level, own))
+    for i, (steps, followers, level, own) in enumerate(cycles):
         model, _, text_model = train_transformer(
             replace(cfg, dit_steps=steps, dit_lr=cfg.continuation_lr, motion_weight=cfg.continuation_motion_weight),
-            work, dict(data, followers=followers, follow_rows=rows, follow_level=level),
+            work, dict(data, followers=followers, follow_rows=rows, follow_level=level, follow_own=own),
             checkpoint="continuation.pt" if i == 0 else f"continuation{i + 1}.pt",
             init={"model": model.state_dict(), "text": text_model.state_dict()})
     return model
@@ -491,8 +535,9 @@ world's grammar. It exists so that a fresh install streams real, trained video w
 - continuation stage: the trained transformer fine-tuned on fresh clips with three quarters of every batch
   a two-chunk history (clean, or noised to the cycle's level as a stream with that context noise shows it) and
   the next chunk from pure noise (single-object clips of the cycle's motions, a quarter of them with the history
-  held still), the rest the chunk-causal objective with motion-weighted loss, in cosine cycles, each from the
-  weights the one before left: {cycles}.
+  held still; in some cycles a share of them with the history's second chunk the model's own, sampled as the
+  stream samples it, and the real next chunk still the target), the rest the chunk-causal objective with
+  motion-weighted loss, in cosine cycles, each from the weights the one before left: {cycles}.
 
 Data: procedurally rendered clips at 256×256, 16 fps; a documented set of colour×shape×motion triples
 (`sana_stream.data.HELDOUT_TRIPLES`) is never shown in training and is used to test generalisation.
