@@ -339,7 +339,7 @@ def _add_train_demo(commands: argparse._SubParsersAction) -> None:
     default = ",".join(str(n) for n, *_ in cycles)
     train.add_argument("--continuation-steps", type=continuation_steps, default=cycles, metavar="N,N",
                        help="steps of each continuation cycle, comma-separated, or 0 to skip the stage (default "
-                            f"{default}: {describe_cycles(cycles)})")
+                            f"{default}: {describe_cycles(cycles)})".replace("%", "%%"))  # argparse formats help with %
 
 
 def _train_world(args: argparse.Namespace) -> int:

@@ -97,6 +97,15 @@ def test_help_describes_the_options(capsys):
         assert option in text
 
 
+def test_every_command_has_help(capsys):
+    # argparse %-formats help texts: a literal "%" (the continuation cycles' own-chunk share) must not break one.
+    for command in ("generate", "render", "demo", "serve", "train-demo", "train-world"):
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--help"])
+        assert exit_info.value.code == 0, command
+    assert "50% of its rows" in " ".join(capsys.readouterr().out.split())
+
+
 # ----- bad input: one line, exit code 2 -----------------------------------------------------------------------
 
 
