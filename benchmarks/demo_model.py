@@ -63,13 +63,14 @@ def adherence(pipe, prompts: list[str]) -> tuple[float, float, float, float, dic
     """(colour %, motion %) of the model and of the rendered ground truth, and the model's motions judged right
     by the captioned motion: {motion: (right, prompts)}."""
     model_ok, truth_ok = np.zeros((len(prompts), 2)), np.zeros((len(prompts), 2))
-    motions = [data.parse_caption(p).objects[0].motion for p in prompts]
-    for i, prompt in enumerate(prompts):
+    scenes = [data.parse_caption(p) for p in prompts]
+    motions = [scene.objects[0].motion for scene in scenes]
+    for i, (prompt, scene) in enumerate(zip(prompts, scenes)):
         stream = pipe.stream(prompt, seed=i)
         frames = np.stack([next(stream) for _ in range(JUDGED_FRAMES)])
         verdict = judge(frames, prompt)
         model_ok[i] = verdict["colour_ok"], verdict["motion_ok"]
-        truth = data.render(data.parse_caption(prompt), JUDGED_FRAMES, size=frames.shape[1])
+        truth = data.render(scene, JUDGED_FRAMES, size=frames.shape[1])
         verdict = judge(truth, prompt)
         truth_ok[i] = verdict["colour_ok"], verdict["motion_ok"]
     by_motion = {m: (int(sum(model_ok[i, 1] for i, x in enumerate(motions) if x == m)), motions.count(m))

@@ -365,6 +365,7 @@ def train_transformer(cfg: TrainConfig, work: Path, data: dict, model_spec: Modu
         opt.load_state_dict(ckpt["optimizer"])
         start = ckpt["step"]
     actions = data.get("actions")
+    level, own_share = data.get("follow_level", 0.0), data.get("follow_own", 0.0)
     k, chunks = model_spec.STREAM["chunk_frames"], model_spec.CLIP_CHUNKS
     gen = torch.Generator().manual_seed(cfg.seed * 7919 + start)
     device_type = torch.device(cfg.device).type
@@ -389,18 +390,18 @@ def train_transformer(cfg: TrainConfig, work: Path, data: dict, model_spec: Modu
             with torch.autocast(device_type, dtype=torch.bfloat16), _attention_kernel(device_type):
                 emb, mask = text.embed(texts, "", model_spec.TEXT_LENGTH)
         own = torch.zeros_like(follow)
-        if data.get("follow_own"):  # drawn only then, so that cycles without own chunks train as before
-            own = follow & (torch.rand(cfg.dit_batch, generator=gen) < data["follow_own"])
+        if own_share:  # drawn only then, so that cycles without own chunks train as before
+            own = follow & (torch.rand(cfg.dit_batch, generator=gen) < own_share)
         if own.any():
             # Exposure bias: the stream's history is the model's own chunks, not the data's. These rows see their
             # last history chunk as the model streams it from the real one before, and still learn the real next
             # chunk: to carry on the caption's motion from a history that has drifted from it.
             negative = (table[:1], table_mask[:1]) if frozen_text else text.embed([""], "", model_spec.TEXT_LENGTH)
-            x0[own, :, -2 * k:-k] = _own_chunk(model, x0[own, :, :-k], emb[own].float(), mask[own],
-                                               data.get("follow_level", 0.0), k, gen, model_spec.STREAM, negative)
+            x0[own, :, -2 * k:-k] = _own_chunk(model, x0[own, :, :-k], emb[own].float(), mask[own], level, k, gen,
+                                               model_spec.STREAM, negative)
         t_chunk = _sample_timesteps(gen, cfg.dit_batch, chunks, cfg.clean_chunk_prob, model_spec.STREAM["timesteps"])
         t_chunk[branch, :-1] = 0
-        t_chunk[follow, :-1] = data.get("follow_level", 0.0)
+        t_chunk[follow, :-1] = level
         t_chunk[follow, -1] = 1000.0
         t = t_chunk.repeat_interleave(k, dim=1).to(cfg.device)  # per latent frame
         sigma = (t / 1000).view(cfg.dit_batch, 1, -1, 1, 1)
