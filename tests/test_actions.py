@@ -6,10 +6,13 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
+from sana_stream.model.plucker import MAP_SCALE, pixel_rays, plucker_maps
 from worldmodel.actions import (
     ACTION_DIM, CONTINUOUS, DELTA_LIMITS, KEY_EFFECTS, KEYS, MOVE_STEP, TURN_STEP, Pose, encode_action,
 )
+from worldmodel.sim.raycast import camera_rays
 
 
 def test_contract_constants():
@@ -88,3 +91,26 @@ def test_target_pose_becomes_the_delta_that_reaches_it():
     with pytest.raises(ValueError, match="rotation"):
         encode_action(skewed, pose=current.matrix())
     assert all(DELTA_LIMITS[c] > 0 for c in CONTINUOUS)
+
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_plucker_maps_draw_the_motion_the_simulator_makes(seed):
+    # The model's Plücker maps against the camera that Pose.moved (the simulator's own motion) makes of a level
+    # camera: each pixel's new ray, seen from the old camera, as (d − d_still, o × d).
+    rng = np.random.default_rng(seed)
+    delta = rng.uniform(-1, 1, 6) * np.array([DELTA_LIMITS[name] for name in CONTINUOUS]) / 2
+    moved = Pose((0.0, 0.0, 0.0)).moved(delta).matrix()
+    still = pixel_rays(4, 6, 70.0).double().numpy()
+    direction = still @ moved[:3, :3].T
+    want = np.concatenate([direction - still, np.cross(moved[:3, 3], direction)], axis=-1) * MAP_SCALE
+    got = plucker_maps(torch.from_numpy(encode_action(delta)).view(1, 1, -1), 4, 6, 70.0)[0, 0]
+    np.testing.assert_allclose(got.double().numpy(), want, atol=1e-5)
+
+
+def test_plucker_rays_are_the_simulators_and_none_draws_nothing():
+    rays = camera_rays(8, 8, 70.0)
+    np.testing.assert_allclose(pixel_rays(8, 8, 70.0).numpy(), rays / np.linalg.norm(rays, axis=1, keepdims=True),
+                               atol=1e-6)
+    none = torch.from_numpy(encode_action("none")).view(1, 1, -1)
+    assert torch.equal(plucker_maps(none, 8, 8, 70.0), torch.zeros(1, 1, 64, 6))

@@ -484,16 +484,18 @@ def test_legacy_pickle_checkpoints_load(tmp_path):
 # ----- world models: per-frame actions ------------------------------------------------------------------------------
 
 
-def with_actions(model, action_dim=5, perturb_seed=None):
-    """The same weights plus an action branch; its last layer zero as built, or perturbed when a seed is given."""
-    acting = ss.SanaTransformer(model.config.replace(action_dim=action_dim)).eval()
+def with_actions(model, action_dim=5, perturb_seed=None, plucker_fov=0.0):
+    """The same weights plus an action branch (and Plücker maps with plucker_fov); the branches' last layers zero as
+    built, or all their weights perturbed when a seed is given."""
+    acting = ss.SanaTransformer(model.config.replace(action_dim=action_dim, action_plucker_fov=plucker_fov)).eval()
     missing, unexpected = acting.load_state_dict(model.state_dict(), strict=False)
-    assert not unexpected and all(k.startswith("action_embedder.") for k in missing)
+    assert not unexpected and all(k.startswith("action_embedder.") or "plucker" in k for k in missing)
     if perturb_seed is not None:
         gen = torch.Generator().manual_seed(perturb_seed)
         with torch.no_grad():
-            for p in acting.action_embedder.parameters():
-                p.add_(0.3 * torch.randn(p.shape, generator=gen))
+            for name, p in acting.named_parameters():
+                if name in missing:
+                    p.add_(0.3 * torch.randn(p.shape, generator=gen))
     return acting
 
 
@@ -501,41 +503,49 @@ def actions_for(batch, frames, action_dim=5, seed=4):
     return torch.randn(batch, frames, action_dim, generator=torch.Generator().manual_seed(seed))
 
 
-def test_zero_initialised_action_branch_changes_nothing(video):
-    acting = with_actions(video)
+# (action_dim, plucker_fov): the time-embedding branch alone, and with Plücker maps of the last six entries.
+ACTION_BRANCHES = [(5, 0.0), (8, 60.0)]
+
+
+@pytest.mark.parametrize("action_dim, plucker_fov", ACTION_BRANCHES)
+def test_zero_initialised_action_branch_changes_nothing(video, action_dim, plucker_fov):
+    acting = with_actions(video, action_dim, plucker_fov=plucker_fov)
     x, text, mask = video_inputs(batch=2, frames=4)
     t = torch.tensor([[0.0, 0.0, 500.0, 900.0], [0.0, 250.0, 250.0, 1000.0]])
+    a = actions_for(2, 4, action_dim)
     with torch.no_grad():
         want = video(x, t, text, mask, chunk_frames=2)
-        got = acting(x, t, text, mask, chunk_frames=2, action=actions_for(2, 4))
-        scalar_t = acting(x, torch.tensor([300.0, 30.0]), text, mask, action=actions_for(2, 4))
+        got = acting(x, t, text, mask, chunk_frames=2, action=a)
+        scalar_t = acting(x, torch.tensor([300.0, 30.0]), text, mask, action=a)
     assert torch.equal(got, want)
     # A scalar timestep with per-frame actions runs the time embedding per frame, a matmul of another shape:
     # equal up to the BLAS kernel's rounding (bit-equal on some CPUs, not on others).
     torch.testing.assert_close(scalar_t, video(x, torch.tensor([300.0, 30.0]), text, mask), rtol=1e-5, atol=1e-5)
 
 
-def test_trained_action_branch_steers_its_own_frames(video):
-    acting = with_actions(video, perturb_seed=0)
+@pytest.mark.parametrize("action_dim, plucker_fov", ACTION_BRANCHES)
+def test_trained_action_branch_steers_its_own_frames(video, action_dim, plucker_fov):
+    acting = with_actions(video, action_dim, perturb_seed=0, plucker_fov=plucker_fov)
     x, text, mask = video_inputs(batch=1, frames=4)
     t = torch.tensor([700.0])
-    a = actions_for(1, 4)
+    a = actions_for(1, 4, action_dim)
     b = a.clone()
-    b[:, 2:] = actions_for(1, 2, seed=9)  # other actions for the second chunk only
+    b[:, 2:] = actions_for(1, 2, action_dim, seed=9)  # other actions for the second chunk only
     with torch.no_grad():
         out_a = acting(x, t, text[:1], mask[:1], chunk_frames=2, action=a)
         out_b = acting(x, t, text[:1], mask[:1], chunk_frames=2, action=b)
-        zeros = acting(x, t, text[:1], mask[:1], chunk_frames=2, action=torch.zeros(1, 4, 5))
+        zeros = acting(x, t, text[:1], mask[:1], chunk_frames=2, action=torch.zeros(1, 4, action_dim))
         default = acting(x, t, text[:1], mask[:1], chunk_frames=2)
     assert max_err(out_a[:, :, :2], out_b[:, :, :2]) == 0.0  # causal: the first chunk cannot see later actions
     assert max_err(out_a[:, :, 2:], out_b[:, :, 2:]) > 1e-3
     assert torch.equal(default, zeros)  # no action given means the zero vector
 
 
-def test_streaming_with_actions_equals_chunk_causal(video):
-    acting = with_actions(video, perturb_seed=1)
+@pytest.mark.parametrize("action_dim, plucker_fov", ACTION_BRANCHES)
+def test_streaming_with_actions_equals_chunk_causal(video, action_dim, plucker_fov):
+    acting = with_actions(video, action_dim, perturb_seed=1, plucker_fov=plucker_fov)
     x, text, mask = video_inputs(batch=2, frames=3)
-    a = actions_for(2, 3)
+    a = actions_for(2, 3, action_dim)
     t = torch.tensor([[0.0, 0.0, 800.0], [0.0, 0.0, 150.0]])
     with torch.no_grad():
         causal = acting(x, t, text, mask, chunk_frames=1, action=a)
@@ -551,17 +561,20 @@ def test_streaming_with_actions_equals_chunk_causal(video):
     assert max_err(streamed_other, streamed) > 1e-4  # the history's actions are part of the history
 
 
-def test_action_models_save_load_and_count(tmp_path, video):
-    acting = with_actions(video, action_dim=3, perturb_seed=2)
+@pytest.mark.parametrize("action_dim, plucker_fov", [(3, 0.0), (6, 75.0)])
+def test_action_models_save_load_and_count(tmp_path, video, action_dim, plucker_fov):
+    acting = with_actions(video, action_dim=action_dim, perturb_seed=2, plucker_fov=plucker_fov)
     acting.save_pretrained(tmp_path / "world")
     config = json.loads((tmp_path / "world" / "config.json").read_text())
-    assert config["action_dim"] == 3
-    assert "action_dim" not in video.config.to_diffusers_dict()  # plain configs round-trip unchanged
+    assert config["action_dim"] == action_dim
+    assert config.get("action_plucker_fov", 0.0) == plucker_fov
+    plain = video.config.to_diffusers_dict()
+    assert "action_dim" not in plain and "action_plucker_fov" not in plain  # plain configs round-trip unchanged
     loaded = ss.load_transformer(tmp_path / "world", dtype=torch.float32)
-    assert loaded.config.action_dim == 3
+    assert (loaded.config.action_dim, loaded.config.action_plucker_fov) == (action_dim, plucker_fov)
     assert loaded.num_parameters() == acting.num_parameters() == acting.config.num_parameters()
     x, text, mask = video_inputs(batch=1, frames=2)
-    a = actions_for(1, 2, action_dim=3)
+    a = actions_for(1, 2, action_dim=action_dim)
     weights = acting.state_dict()
     assert all(torch.equal(w, weights[k]) for k, w in loaded.state_dict().items())
     with torch.no_grad():  # the same weights; oneDNN's kernels may round differently between two copies of them
@@ -588,3 +601,29 @@ def test_bad_actions_name_the_problem(video):
         ss.TransformerConfig(action_dim=-1)
     with pytest.raises(ValueError, match="temporal patch of 1"):
         ss.TransformerConfig(action_dim=4, patch_size=(2, 2, 2))
+    with pytest.raises(ValueError, match="action_dim >= 6"):
+        ss.TransformerConfig(action_dim=5, action_plucker_fov=70.0)
+    with pytest.raises(ValueError, match="action_plucker_fov must be a field of view"):
+        ss.TransformerConfig(action_dim=6, action_plucker_fov=-1.0)
+
+
+def test_plucker_maps_leave_a_still_camera_alone(video):
+    # Neither the maps' embedding nor the blocks' projections have a bias: with every weight of the branch
+    # trained (perturbed), a camera that does not move adds exactly nothing, whatever its key bits say, so the
+    # "none" row of action guidance is the model without the maps.
+    acting = with_actions(video, action_dim=8, perturb_seed=5, plucker_fov=70.0)
+    blind = with_actions(video, action_dim=8, plucker_fov=70.0)
+    blind.action_embedder.load_state_dict(acting.action_embedder.state_dict())
+    x, text, mask = video_inputs(batch=2, frames=3)
+    t = torch.tensor([[0.0, 0.0, 600.0], [0.0, 0.0, 1000.0]])
+    still = actions_for(2, 3, action_dim=8)
+    still[..., -6:] = 0
+    moving = still.clone()
+    moving[:, 2, -3] = 0.14  # the last frame's camera turns right
+    with torch.no_grad():
+        assert torch.equal(acting(x, t, text, mask, chunk_frames=1, action=still),
+                           blind(x, t, text, mask, chunk_frames=1, action=still))
+        turned = acting(x, t, text, mask, chunk_frames=1, action=moving)
+        plain = blind(x, t, text, mask, chunk_frames=1, action=moving)
+    assert max_err(turned[:, :, :2], plain[:, :, :2]) == 0.0  # earlier frames cannot see a later frame's camera
+    assert max_err(turned[:, :, 2:], plain[:, :, 2:]) > 1e-3

@@ -49,6 +49,9 @@ class TransformerConfig:
     # Not in diffusers configs: the width of the per-latent-frame action vector of a world model (0: no actions).
     # Written to config.json only when set, so diffusers configs round-trip unchanged.
     action_dim: int = 0
+    # Not in diffusers configs: a world model's camera field of view (degrees across the width); > 0 adds Plücker
+    # maps of the camera motion its actions' last six entries describe (model/plucker.py). 0: none.
+    action_plucker_fov: float = 0.0
     # Not in diffusers configs: the linear-attention denominator epsilon. The reference blocks use 1e-8,
     # diffusers 1e-15; in fp32 both vanish next to any non-zero denominator.
     linear_attention_eps: float = 1e-8
@@ -103,6 +106,11 @@ class TransformerConfig:
             problems.append(f"action_dim must be a non-negative int, got {self.action_dim!r}")
         elif self.action_dim and (self.family != "video" or self.patch_size[0] != 1):
             problems.append("action_dim needs a video model with a temporal patch of 1 (one action per latent frame)")
+        if not isinstance(self.action_plucker_fov, (int, float)) or not 0 <= self.action_plucker_fov < 180:
+            problems.append(f"action_plucker_fov must be a field of view in [0, 180) degrees, got "
+                            f"{self.action_plucker_fov!r}")
+        elif self.action_plucker_fov and isinstance(self.action_dim, int) and self.action_dim < 6:
+            problems.append("action_plucker_fov needs actions that end in a 6-DoF camera delta (action_dim >= 6)")
         if problems:
             raise ValueError("invalid transformer config: " + "; ".join(problems))
 
@@ -156,7 +164,7 @@ class TransformerConfig:
                 continue
             if not self.is_video and f.name == "rope_max_seq_len":
                 continue
-            if f.name == "action_dim" and not value:
+            if f.name in ("action_dim", "action_plucker_fov") and not value:
                 continue
             out[f.name] = value
         return out
@@ -187,6 +195,8 @@ class TransformerConfig:
             embed += 256 * d + d + d * d + d
         if self.action_dim:
             embed += self.action_dim * d + d + d * d + d
+        if self.action_plucker_fov:
+            embed += 6 * ph * pw * d + self.num_layers * d * d
         caption = self.caption_channels * d + d + d * d + d + d
         final = 2 * d + d * math.prod(self.patch_size) * c_out + math.prod(self.patch_size) * c_out
         return embed + caption + self.num_layers * per_block + final

@@ -11,7 +11,9 @@ Attention modes (all in one code path, chosen by which chunks exist and what his
   several streams in one pass, a StateBatch of theirs).
 
 World models (config.action_dim > 0) also take `action=` (B, T, action_dim), one vector per latent frame, added to
-the time embedding (model/actions.py); `action=None` there means the zero vector ("no action").
+the time embedding (model/actions.py); `action=None` there means the zero vector ("no action"). With
+config.action_plucker_fov, each frame's camera motion is also drawn per token (model/plucker.py) and added to every
+block after self-attention.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from .attention import AttentionSums, CrossAttention, LinearSelfAttention
 from .config import TransformerConfig
 from .embeddings import CaptionProjection, RMSNorm, Rope3D, TimeConditioning, sincos_2d
 from .ffn import MixFFN
+from .plucker import PluckerEmbedder
 from .state import BlockRecord, StateBatch, StreamState
 
 
@@ -57,6 +60,9 @@ class SanaBlock(nn.Module):
         self.attn2 = CrossAttention(d, cfg.num_cross_attention_heads, cfg.cross_attention_head_dim,
                                     cfg.qk_norm is not None)
         self.ff = MixFFN(d, cfg.ffn_hidden, temporal=cfg.is_video)
+        self.plucker_proj = nn.Linear(d, d, bias=False) if cfg.action_plucker_fov else None
+        if self.plucker_proj is not None:  # zero: the branch starts out adding nothing
+            nn.init.zeros_(self.plucker_proj.weight)
 
     def forward(
         self,
@@ -71,9 +77,10 @@ class SanaBlock(nn.Module):
         previous_features: torch.Tensor | None,
         evicted: AttentionSums | None = None,
         record_chunk: int = -1,
+        camera: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, BlockRecord]:
-        """x: (B, T, S, D); t0: (B, T or 1, 6·D). Returns the new x and what its chunks up to `record_chunk` add to
-        a stream's state (evicted: see relu_linear_attention)."""
+        """x: (B, T, S, D); t0: (B, T or 1, 6·D); camera: (B, T, S, D) Plücker features or None. Returns the new x
+        and what its chunks up to `record_chunk` add to a stream's state (evicted: see relu_linear_attention)."""
         b, t, s, d = x.shape
         mod = (self.scale_shift_table + t0.unflatten(-1, (6, d))).unsqueeze(2)  # (B, T, 1, 6, D)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mod.unbind(dim=3)
@@ -82,6 +89,8 @@ class SanaBlock(nn.Module):
         token_chunks = [(start * s, end * s) for start, end in frame_chunks]
         attn, sums = self.attn1(h.view(b, t * s, d), token_chunks, rope, history, evicted, record_chunk)
         x = x + gate_msa * attn.view(b, t, s, d)
+        if camera is not None:
+            x = x + self.plucker_proj(camera)
 
         x = x + self.attn2(x.view(b, t * s, d), text, text_bias).view(b, t, s, d)
 
@@ -102,6 +111,8 @@ class SanaTransformer(nn.Module):
         self.patch_embedding = nn.Conv3d(cfg.in_channels, d, kernel_size=cfg.patch_size, stride=cfg.patch_size)
         self.time_embed = TimeConditioning(d, guidance=cfg.guidance_embeds)
         self.action_embedder = ActionEmbedder(cfg.action_dim, d) if cfg.action_dim else None
+        self.plucker_embedder = (PluckerEmbedder((ph, pw), d, cfg.action_plucker_fov) if cfg.action_plucker_fov
+                                 else None)
         self.caption_projection = CaptionProjection(cfg.caption_channels, d)
         self.caption_norm = RMSNorm(d, eps=1e-5)
         self.transformer_blocks = nn.ModuleList([SanaBlock(cfg) for _ in range(cfg.num_layers)])
@@ -299,12 +310,13 @@ class SanaTransformer(nn.Module):
         rope = self.rope(frame_start, t, h, w, x.device) if self.rope is not None else None
 
         t0, t_emb, text, text_bias = self._condition(timestep, guidance, text, text_mask, b, action)
+        camera = self.plucker_embedder(action, (h, w)) if self.plucker_embedder is not None else None
         records = []
         for i, block in enumerate(self.transformer_blocks):
             history, previous = state.history(i, replace_last) if state is not None else (None, None)
             evicted = state.evicted(i) if appended else None
             tokens, record = block(tokens, t0, text, text_bias, (h, w), frame_chunks, rope, history, previous,
-                                   evicted, record_chunk=0 if appended else -1)
+                                   evicted, record_chunk=0 if appended else -1, camera=camera)
             records.append(record)
         if appended:
             state.append(records, appended, (h, w))
