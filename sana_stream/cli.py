@@ -345,7 +345,8 @@ def _add_train_demo(commands: argparse._SubParsersAction) -> None:
 def _train_world(args: argparse.Namespace) -> int:
     from worldmodel.train import install, train_world, world_config
 
-    fields = {k: getattr(args, k) for k in ("work", "seed", "ae_steps", "clips", "dit_steps", "device")}
+    fields = {k: getattr(args, k) for k in ("work", "seed", "ae_steps", "clips", "dit_steps", "action_steps",
+                                            "device")}
     folder = train_world(world_config(**fields))
     if args.install:
         folder = install(folder)
@@ -365,6 +366,8 @@ def _add_train_world(commands: argparse._SubParsersAction) -> None:
                     "resumes where it stopped. --install copies the result into the package.")
     train.set_defaults(run=_train_world)
     _add_training_arguments(train, d, "worldmodel/assets/world")
+    train.add_argument("--action-steps", type=_positive, default=d.action_steps,
+                       help=f"steps of the action stage on branching trajectories (default {d.action_steps})")
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -106,6 +106,21 @@ def test_every_command_has_help(capsys):
     assert "50% of its rows" in " ".join(capsys.readouterr().out.split())
 
 
+def test_train_world_passes_its_step_counts(monkeypatch, tmp_path):
+    import worldmodel.train
+
+    seen = {}
+
+    def train_world(cfg):
+        seen["cfg"] = cfg
+        return tmp_path
+
+    monkeypatch.setattr(worldmodel.train, "train_world", train_world)
+    assert main(["train-world", "--work", str(tmp_path), "--dit-steps", "7", "--action-steps", "9"]) == 0
+    cfg = seen["cfg"]
+    assert (cfg.work, cfg.dit_steps, cfg.action_steps, cfg.ae_steps) == (str(tmp_path), 7, 9, 900)
+
+
 # ----- bad input: one line, exit code 2 -----------------------------------------------------------------------
 
 

@@ -1,5 +1,5 @@
-"""`train-world`'s action stage: branch groups are laid out and drawn whole, and the stage fine-tunes the base
-model, checkpoints and resumes."""
+"""`train-world`'s action stage (branch groups are laid out and drawn whole, and the stage fine-tunes the base
+model, checkpoints and resumes) and its guidance distillation."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from sana_stream.vae.dc_ae import DCAE
 from sana_stream.vae.dc_ae_config import DCAEConfig
 from worldmodel import spec
 from worldmodel.sim import BRANCH_ACTIONS
-from worldmodel.train import train_actions, with_branches, world_config
+from worldmodel.model import action_guided_velocity
+from worldmodel.train import distill_guidance, make_branches, train_actions, with_branches, world_config
 
 
 def test_branch_groups_are_drawn_whole_beside_plain_clips():
@@ -57,12 +58,69 @@ def test_action_stage_fine_tunes_the_base_model_and_resumes(tmp_path):
     text = spec.build_text_model(len(spec.demo.build_tokenizer(spec.WORDS)), 0)
     data = {"latents": torch.randn(4, spec.CLIP_CHUNKS, spec.LATENT_CHANNELS, 8, 8), "actions": torch.zeros(4, 5, 14),
             "captions": ["a walk through a brick maze"] * 4, "scaling_factor": 1.0}
-    model, _, _ = train_actions(cfg, tmp_path, data, ae, base, text)
+    mixed = with_branches(data, make_branches(cfg, tmp_path, ae), cfg.branch_groups)
+    model, _, _ = train_actions(cfg, tmp_path, mixed, base, text)
     saved = torch.load(tmp_path / "actions.pt", weights_only=True)
     assert saved["step"] == 2 and torch.load(tmp_path / "branches.pt", weights_only=True)["history"].shape[0] == 2
     # Started from the base model's weights (not a fresh init) and moved away from them.
     assert not torch.equal(model.action_embedder.linear_2.weight, base.action_embedder.linear_2.weight)
+    # The Plücker maps' projections start at zero and learn from the branches' camera motion.
+    assert not base.transformer_blocks[0].plucker_proj.weight.any()
+    assert model.transformer_blocks[0].plucker_proj.weight.any()
     assert torch.allclose(model.proj_out.weight, base.proj_out.weight, atol=0.05)
     cfg.action_steps = 3
-    train_actions(cfg, tmp_path, data, ae, base, text)
+    train_actions(cfg, tmp_path, mixed, base, text)
     assert torch.load(tmp_path / "actions.pt", weights_only=True)["step"] == 3
+
+
+def test_guidance_distillation_learns_the_guided_velocity_and_resumes(tmp_path):
+    # A teacher whose action branches matter (perturbed from zero), a tiny clip set; after distilling, the student's
+    # one-row prediction for a frame after clean history is nearer the teacher's guided velocity than the teacher's
+    # own unguided prediction is.
+    torch.manual_seed(0)
+    teacher = SanaTransformer(TransformerConfig.from_dict(spec.TRANSFORMER)).eval()
+    with torch.no_grad():
+        for name, p in teacher.named_parameters():
+            if "action_embedder.linear_2" in name or "plucker_proj" in name:
+                p.normal_(0, 0.05)
+    tokenizer = spec.demo.build_tokenizer(spec.WORDS)
+    text_model = spec.build_text_model(len(tokenizer), 0)
+    clips, frames = 4, spec.CLIP_CHUNKS
+    keys = torch.zeros(clips, frames, 14)
+    keys[:, :, 8:] = torch.randn(clips, frames, 6) * 0.1
+    data = {"latents": torch.randn(clips, frames, spec.LATENT_CHANNELS, 8, 8), "actions": keys,
+            "captions": ["a walk through a brick maze"] * clips, "scaling_factor": 1.0, "branch_start": 2}
+    cfg = world_config(work=str(tmp_path), distill_steps=40, distill_lr=3e-3, dit_batch=4, checkpoint_every=20)
+    student = distill_guidance(cfg, tmp_path, data, _copy(teacher), tokenizer, text_model, guidance=3.0)
+    assert torch.load(tmp_path / "distill.pt", weights_only=True)["step"] == 40
+
+    x = data["latents"][:1].permute(0, 2, 1, 3, 4)
+    emb, mask = _text(tokenizer, text_model)
+    with torch.no_grad():
+        state = teacher.new_state(1)
+        student_state = student.new_state(1)
+        for i in range(frames - 1):
+            teacher.append_state(state, x[:, :, i:i + 1], emb, mask, action=keys[:1, i:i + 1])
+            student.append_state(student_state, x[:, :, i:i + 1], emb, mask, action=keys[:1, i:i + 1])
+        noise = torch.randn(1, spec.LATENT_CHANNELS, 1, 8, 8)
+        t, last = torch.tensor([1000.0]), keys[:1, -1:]
+        target = action_guided_velocity(teacher, noise, t, emb, mask, state, last, 3.0)
+        plain = teacher(noise, t, emb, mask, state=state, action=last)
+        learnt = student(noise, t, emb, mask, state=student_state, action=last)
+    assert (learnt - target).pow(2).mean() < 0.7 * (plain - target).pow(2).mean()
+    cfg.distill_steps = 41  # resumes from the checkpoint: one more step
+    distill_guidance(cfg, tmp_path, data, _copy(teacher), tokenizer, text_model, guidance=3.0)
+    assert torch.load(tmp_path / "distill.pt", weights_only=True)["step"] == 41
+
+
+def _copy(model):
+    copied = SanaTransformer(model.config)
+    copied.load_state_dict(model.state_dict())
+    return copied
+
+
+def _text(tokenizer, text_model):
+    from sana_stream.text import TextEncoder
+
+    return TextEncoder(tokenizer, text_model.eval(), cache_size=0).embed(["a walk through a brick maze"], "",
+                                                                         spec.TEXT_LENGTH)

@@ -19,7 +19,7 @@ from typing import Any
 from sana_stream.demo import spec as demo
 
 from .actions import ACTION_DIM, KEYS
-from .sim.simulator import FRAME_SIZE
+from .sim.simulator import FOV_DEGREES, FRAME_SIZE
 from .sim.textures import THEMES
 
 SIZE = FRAME_SIZE[0]
@@ -35,9 +35,10 @@ TIMESTEPS = [1000.0]  # the training grid: half of the noise levels drawn in tra
 # sharper and beats the baseline at every evaluated horizon.
 STEP_TIMESTEPS = [1000.0, 500.0]
 # Action guidance (worldmodel.model.WorldConfig): each pass pushes the prediction away from the "none" one by this
-# factor. On 32 held-out worlds 2 raised the inverse-dynamics probe from 29.5 % to 41.8 % (1.5: 37.4 %, 2.5:
-# 39.4 %, 3: 33.2 %) for 0.2–0.6 dB of PSNR; it doubles the rows of every pass.
-ACTION_GUIDANCE = 2.0
+# factor. With the Plücker maps (session 18, 32 held-out worlds): 2 gave the probe 44.6 % but fell below the
+# copy-last-frame baseline from 32 steps on; 1.5 gave 43.8 % and beat it at every horizon; 1 gave 37.1 %.
+# train-world's last stage distills it into the weights, so the SDK steps one row per world.
+ACTION_GUIDANCE = 1.5
 CLIP_CHUNKS = WINDOW + 1  # frames per training clip: a frame and a full window of history
 EVAL_SEED_START = 1_000_000  # worlds with seeds from here on are never trained on
 DEFAULT_PROMPT = "a walk through a brick maze"
@@ -55,9 +56,10 @@ AUTOENCODER: dict[str, Any] = dict(
     decoder_norm_types="rms_norm", decoder_act_fns="silu", scaling_factor=1.0,  # set from data after training
 )
 
-# The demo model's transformer, with 2×2 patches (16 tokens a frame), this text width, and actions.
+# The demo model's transformer, with 2×2 patches (16 tokens a frame), this text width, and actions, also drawn
+# per token as Plücker maps of the simulator camera's motion.
 TRANSFORMER: dict[str, Any] = dict(demo.TRANSFORMER, caption_channels=TEXT_HIDDEN, sample_size=SIZE // 8,
-                                   patch_size=[1, 2, 2], action_dim=ACTION_DIM)
+                                   patch_size=[1, 2, 2], action_dim=ACTION_DIM, action_plucker_fov=FOV_DEGREES)
 
 TEXT_ENCODER: dict[str, Any] = dict(
     hidden_size=TEXT_HIDDEN, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
@@ -75,8 +77,9 @@ def build_text_model(vocab_size: int, seed: int):
     return demo.build_text_model(vocab_size, seed, TEXT_ENCODER)
 
 
-def world_json() -> dict[str, Any]:
-    """world.json: how the SDK steps this model (read by worldmodel.model)."""
+def world_json(action_guidance: float = ACTION_GUIDANCE) -> dict[str, Any]:
+    """world.json: how the SDK steps this model (read by worldmodel.model); action_guidance 1 for weights that
+    carry it (train-world's guidance distillation)."""
     return {"action_dim": ACTION_DIM, "keys": list(KEYS), "frame_size": list(FRAME_SIZE), "fps": FPS,
             "frames_per_step": 1, "timesteps": STEP_TIMESTEPS, "window": WINDOW, "prompt": DEFAULT_PROMPT,
-            "context_frames": CONTEXT_FRAMES, "action_guidance": ACTION_GUIDANCE}
+            "context_frames": CONTEXT_FRAMES, "action_guidance": action_guidance}

@@ -14,12 +14,15 @@ Stages (each cached under the work folder; a rerun resumes where it stopped):
    them, with branch groups making up most of every batch and plain clips the rest. Trained on plain
    trajectories alone, the model reads the motion in its history and ignores the action (an inverse-dynamics
    probe names the action in its frames at chance level); a branch group can only be told apart by its actions;
-6. evaluation on held-out worlds (PSNR against the true simulator, next to the copy-last-frame baseline) and
+6. guidance distillation: the stage-5 model's action-guided velocity (spec.ACTION_GUIDANCE) taught to a copy of
+   it, so that the SDK steps one row per world instead of a guided pair (world.json's action_guidance is then 1);
+7. evaluation on held-out worlds (PSNR against the true simulator, next to the copy-last-frame baseline) and
    export: the demo's pipeline folder plus world.json and a model card with the measured numbers.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import shutil
@@ -31,9 +34,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sana_stream.demo.train import TrainConfig, _load, _save, _to_model, export, train_autoencoder, train_transformer
+from sana_stream.demo.train import (
+    TrainConfig, _attention_kernel, _cosine, _load, _progress, _save, _to_model, export, train_autoencoder,
+    train_transformer,
+)
 from sana_stream.model import SanaTransformer
-from sana_stream.sampling import make_sampler
+from sana_stream.sampling import classifier_free_guidance, make_sampler
 from sana_stream.text import TextEncoder
 from sana_stream.vae.dc_ae import DCAE
 
@@ -50,7 +56,7 @@ EVAL_HORIZONS = (1, 8, 32, 128)
 EVAL_WORLDS = 16
 
 # Sized for about an hour on 2 CPU cores (see the model card for the measured time).
-DEFAULTS = dict(work="runs/world", seed=0, ae_steps=900, ae_batch=32, ae_lr=1.5e-3, clips=2400, dit_steps=2000,
+DEFAULTS = dict(work="runs/world", seed=0, ae_steps=900, ae_batch=32, ae_lr=1.5e-3, clips=2400, dit_steps=5000,
                 dit_batch=32, dit_lr=8e-4, caption_dropout=0.0, clean_chunk_prob=0.5, checkpoint_every=50,
                 text_steps=0, object_weight=0.0, continuation_cycles=())
 
@@ -59,8 +65,10 @@ DEFAULTS = dict(work="runs/world", seed=0, ae_steps=900, ae_batch=32, ae_lr=1.5e
 class WorldTrainConfig(TrainConfig):
     branch_states: int = 2400  # histories rendered with a branch for every single-key action (stage 5)
     branch_groups: int = 3  # branch groups per batch in stage 5 (the rest of the batch is plain clips)
-    action_steps: int = 3500  # stage 5's fine-tuning steps
+    action_steps: int = 5000  # stage 5's fine-tuning steps
     action_lr: float = 4e-4
+    distill_steps: int = 1500  # stage 6: action guidance folded into the weights (0: the SDK guides instead)
+    distill_lr: float = 1e-4
 
 
 def world_config(**overrides) -> WorldTrainConfig:
@@ -175,15 +183,83 @@ def with_branches(data: dict, branches: dict, groups: int) -> dict:
             "branch_groups": groups}
 
 
-def train_actions(cfg: WorldTrainConfig, work: Path, data: dict, ae: DCAE, model: SanaTransformer, text_model):
-    """Stage 5: the stage-4 model fine-tuned on plain clips and branch groups."""
-    mixed = with_branches(data, make_branches(cfg, work, ae), cfg.branch_groups)
+def train_actions(cfg: WorldTrainConfig, work: Path, mixed: dict, model: SanaTransformer, text_model):
+    """Stage 5: the stage-4 model fine-tuned on plain clips and branch groups (mixed: with_branches' layout)."""
     return train_transformer(replace(cfg, dit_steps=cfg.action_steps, dit_lr=cfg.action_lr), work, mixed, spec,
                              spec.WORDS, checkpoint="actions.pt",
                              init={"model": model.state_dict(), "text": text_model.state_dict()})
 
 
-# ----- stage 6: evaluation -------------------------------------------------------------------------------------
+# ----- stage 6: guidance distillation ---------------------------------------------------------------------------
+
+
+def distill_guidance(cfg: WorldTrainConfig, work: Path, data: dict, model: SanaTransformer, tokenizer, text_model,
+                     guidance: float = spec.ACTION_GUIDANCE) -> SanaTransformer:
+    """Stage 6: action guidance folded into the weights, so that the SDK steps one row per world instead of two.
+    The stage-5 model, frozen, is the teacher. A clip's frame k (1 ≤ k < CLIP_CHUNKS) is noised, the frames before
+    it are its clean history, and the student, which starts as the teacher, learns the teacher's guided velocity
+    for it: v_none + guidance·(v_action − v_none), v_none with frame k's action zeroed and the history's kept, as
+    the SDK guides. data: with_branches' layout; half of every batch is plain clips, half branch clips."""
+    ckpt_path = work / "distill.pt"
+    teacher = copy.deepcopy(model).eval().requires_grad_(False)
+    student = model.to(cfg.device).train()
+    teacher.to(cfg.device)
+    text = TextEncoder(tokenizer, text_model.to(cfg.device).eval(), cache_size=0)
+    opt = torch.optim.AdamW(student.parameters(), lr=cfg.distill_lr, weight_decay=0.01)
+    start, ckpt = 0, _load(ckpt_path)
+    if ckpt is not None:
+        student.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        start = ckpt["step"]
+    latents, actions, captions, scale = data["latents"], data["actions"], data["captions"], data["scaling_factor"]
+    branch_start, n, frames, b = data["branch_start"], len(captions), spec.CLIP_CHUNKS, cfg.dit_batch
+    grid = torch.tensor(spec.STEP_TIMESTEPS)
+    rows = torch.arange(b)
+    gen = torch.Generator().manual_seed(cfg.seed * 7919 + 6 + start)
+    device_type = torch.device(cfg.device).type
+    bar = _progress(cfg.distill_steps, start, "distill")
+    for step in range(start, cfg.distill_steps):
+        plain = torch.rand(b, generator=gen) < 0.5
+        idx = torch.where(plain, torch.randint(branch_start, (b,), generator=gen),
+                          branch_start + torch.randint(n - branch_start, (b,), generator=gen))
+        x0 = latents[idx].float().permute(0, 2, 1, 3, 4).to(cfg.device) * scale  # (B, C, T, h, w)
+        action = actions[idx].float().to(cfg.device)
+        k = torch.randint(1, frames, (b,), generator=gen)
+        # Half at the SDK's stepping timesteps, half spread over the others.
+        level = torch.where(torch.rand(b, generator=gen) < 0.5, grid[torch.randint(len(grid), (b,), generator=gen)],
+                            torch.sigmoid(torch.randn(b, generator=gen)) * 1000)
+        t = torch.zeros(b, frames)
+        t[rows, k] = level
+        sigma = (t / 1000).view(b, 1, frames, 1, 1).to(cfg.device)
+        xt = (1 - sigma) * x0 + sigma * torch.randn(x0.shape, generator=gen).to(cfg.device)
+        t = t.to(cfg.device)
+        still = action.clone()
+        still[rows, k] = 0
+        with torch.no_grad(), torch.autocast(device_type, dtype=torch.bfloat16), _attention_kernel(device_type):
+            emb, mask = text.embed([captions[i] for i in idx.tolist()], "", spec.TEXT_LENGTH)
+            emb = emb.float()
+            v = teacher(torch.cat([xt, xt]), torch.cat([t, t]), torch.cat([emb, emb]), torch.cat([mask, mask]),
+                        chunk_frames=1, action=torch.cat([action, still])).float()
+        acted, none = v.chunk(2)
+        target = classifier_free_guidance(none, acted, guidance)
+        for group in opt.param_groups:
+            group["lr"] = _cosine(step, cfg.distill_steps, cfg.distill_lr)
+        with torch.autocast(device_type, dtype=torch.bfloat16), _attention_kernel(device_type):
+            pred = student(xt, t, emb, mask, chunk_frames=1, action=action)
+        loss = torch.nn.functional.mse_loss(pred.float()[rows, :, k], target[rows, :, k])  # frame k of each row
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+        opt.step()
+        bar.update()
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.distill_steps:
+            _save(ckpt_path, {"model": student.state_dict(), "optimizer": opt.state_dict(), "step": step + 1})
+    bar.close()
+    return student.cpu().eval()
+
+
+# ----- stage 7: evaluation -------------------------------------------------------------------------------------
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -194,9 +270,11 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def evaluate(ae: DCAE, scale: float, model: SanaTransformer, text: TextEncoder, seed: int = 0) -> dict:
+def evaluate(ae: DCAE, scale: float, model: SanaTransformer, text: TextEncoder, guidance: float, seed: int = 0
+             ) -> dict:
     """Step the model through held-out worlds with the actions of a random-policy rollout, from the true start
-    frame, and compare with the simulator at EVAL_HORIZONS; copy-last-frame is the baseline."""
+    frame, and compare with the simulator at EVAL_HORIZONS; copy-last-frame is the baseline. guidance: the action
+    guidance the SDK will step with (world.json)."""
     horizon = max(EVAL_HORIZONS)
     runs = [rollout(spec.EVAL_SEED_START + i, "random", horizon + 1, warmup=10, policy_seed=seed)
             for i in range(EVAL_WORLDS)]
@@ -216,8 +294,7 @@ def evaluate(ae: DCAE, scale: float, model: SanaTransformer, text: TextEncoder, 
         action = actions[:, step : step + 1]
         x = torch.randn(start[:, :, None].shape, generator=gen)
         for i, t in enumerate(sampler.timesteps):
-            # Guided as world.json tells the SDK to step.
-            v = action_guided_velocity(model, x.to(dtype), t.expand(b), emb, mask, state, action, spec.ACTION_GUIDANCE)
+            v = action_guided_velocity(model, x.to(dtype), t.expand(b), emb, mask, state, action, guidance)
             x = sampler.step(v, i, x, generator=gen)
         model.append_state(state, x.to(dtype), emb, mask, action=action)
         pixels = ae.decode(x[:, :, 0] / scale).clamp(-1, 1)
@@ -243,15 +320,18 @@ runs with no download.
 - transformer: SanaVideoTransformer3DModel config with `action_dim` 14, {transformer:.2f} M parameters (ReLU
   linear attention with 3-D RoPE, Mix-FFN with temporal conv, patch 1×2×2: 16 tokens per frame); actions
   (8 key bits + 6 continuous camera deltas, `worldmodel.actions`) join the per-frame time embedding through a
-  zero-initialised MLP; trained chunk-causally with one-frame chunks and a history window of {window} frames;
+  zero-initialised MLP, and the camera deltas are also drawn per token as Plücker maps of the camera's motion
+  (SANA-WM's camera maps; `sana_stream/model/plucker.py`), added in every block after self-attention through
+  zero-initialised projections; trained chunk-causally with one-frame chunks and a history window of {window}
+  frames;
 - autoencoder: AutoencoderDC config, 8× spatial compression, 64² frames → 8×8×16 latents,
   {autoencoder:.2f} M parameters, applied per frame;
 - text encoder: 1-layer Gemma-2 over the captions "a walk through a <brick|stone|wood|metal> maze",
   {text:.2f} M parameters, trained jointly with the transformer.
 
 Stepping (world.json): two denoising passes per action, at t = 1000 and t = 500 (re-noised in between, LongSANA
-style), each action-guided (velocity = v_none + {guidance}·(v_action − v_none)), then the t = 0 pass that appends the
-frame to the history; the start frame is encoded as one history frame.
+style), then the t = 0 pass that appends the frame to the history (it runs inside the next step's first pass); the
+start frame is encoded as one history frame. {guidance}
 
 Data: rollouts of random and exploring policies in worlds with seeds below 1,000,000; worlds from seed 1,000,000 on
 are held out. Each frame is paired with the action that produced it. Then an action stage: the model is fine-tuned
@@ -279,6 +359,15 @@ def _evaluation_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _guidance_note(cfg: WorldTrainConfig) -> str:
+    g = f"{spec.ACTION_GUIDANCE:g}"
+    if cfg.distill_steps:
+        return (f"Action guidance {g} is in the weights: a last stage ({cfg.distill_steps} steps) taught the model "
+                f"the action-stage model's guided velocity v_none + {g}·(v_action − v_none), so each pass is one "
+                "row per world and world.json's action_guidance is 1.")
+    return f"Each pass is action-guided (velocity = v_none + {g}·(v_action − v_none)): two rows per world."
+
+
 def train_world(cfg: WorldTrainConfig, export_to: str | Path | None = None) -> Path:
     work = Path(cfg.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -294,17 +383,23 @@ def train_world(cfg: WorldTrainConfig, export_to: str | Path | None = None) -> P
     data = encode_rollouts(cfg, work, ae, rollouts)
     del rollouts, pool
     model, tokenizer, text_model = train_transformer(cfg, work, data, spec, spec.WORDS)
+    if cfg.action_steps or cfg.distill_steps:
+        mixed = with_branches(data, make_branches(cfg, work, ae), cfg.branch_groups)
     if cfg.action_steps:
-        model, tokenizer, text_model = train_actions(cfg, work, data, ae, model, text_model)
+        model, tokenizer, text_model = train_actions(cfg, work, mixed, model, text_model)
+    guidance = spec.ACTION_GUIDANCE  # what the SDK applies (world.json); 1 once the weights carry it
+    if cfg.distill_steps:
+        model = distill_guidance(cfg, work, mixed, model, tokenizer, text_model)
+        guidance = 1.0
     ae = ae.cpu()
 
-    results = evaluate(ae, data["scaling_factor"], model, TextEncoder(tokenizer, text_model, cache_size=0))
+    results = evaluate(ae, data["scaling_factor"], model, TextEncoder(tokenizer, text_model, cache_size=0), guidance)
     (work / "evaluation.json").write_text(json.dumps(results, indent=2))
     card = (MODEL_CARD.replace("{evaluation}", _evaluation_table(results)).replace("{window}", str(spec.WINDOW))
-            .replace("{guidance}", f"{spec.ACTION_GUIDANCE:g}"))
+            .replace("{guidance}", _guidance_note(cfg)))
     folder = export(Path(export_to) if export_to else work / "model", ae, data["scaling_factor"], model, tokenizer,
                     text_model, cfg, time.perf_counter() - started, spec, card)
-    (folder / "world.json").write_text(json.dumps(spec.world_json(), indent=2))
+    (folder / "world.json").write_text(json.dumps(spec.world_json(guidance), indent=2))
     (folder / "evaluation.json").write_text(json.dumps({"results": results, "training": asdict(cfg)}, indent=2))
     return folder
 
