@@ -35,8 +35,8 @@ import numpy as np
 import torch
 
 from sana_stream.demo.train import (
-    TrainConfig, _attention_kernel, _cosine, _load, _progress, _save, _to_model, export, train_autoencoder,
-    train_transformer,
+    TrainConfig, _attention_kernel, _checkpoint_due, _cosine, _load, _optimizer_step, _progress, _resume, _save,
+    _to_model, export, train_autoencoder, train_transformer,
 )
 from sana_stream.model import SanaTransformer
 from sana_stream.sampling import classifier_free_guidance, make_sampler
@@ -206,11 +206,7 @@ def distill_guidance(cfg: WorldTrainConfig, work: Path, data: dict, model: SanaT
     teacher.to(cfg.device)
     text = TextEncoder(tokenizer, text_model.to(cfg.device).eval(), cache_size=0)
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.distill_lr, weight_decay=0.01)
-    start, ckpt = 0, _load(ckpt_path)
-    if ckpt is not None:
-        student.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        start = ckpt["step"]
+    start = _resume(ckpt_path, opt, model=student)
     latents, actions, captions, scale = data["latents"], data["actions"], data["captions"], data["scaling_factor"]
     branch_start, n, frames, b = data["branch_start"], len(captions), spec.CLIP_CHUNKS, cfg.dit_batch
     grid = torch.tensor(spec.STEP_TIMESTEPS)
@@ -247,13 +243,8 @@ def distill_guidance(cfg: WorldTrainConfig, work: Path, data: dict, model: SanaT
         with torch.autocast(device_type, dtype=torch.bfloat16), _attention_kernel(device_type):
             pred = student(xt, t, emb, mask, chunk_frames=1, action=action)
         loss = torch.nn.functional.mse_loss(pred.float()[rows, :, k], target[rows, :, k])  # frame k of each row
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
-        opt.step()
-        bar.update()
-        bar.set_postfix(loss=f"{loss.item():.4f}")
-        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.distill_steps:
+        _optimizer_step(opt, student.parameters(), loss, bar)
+        if _checkpoint_due(step, cfg.checkpoint_every, cfg.distill_steps):
             _save(ckpt_path, {"model": student.state_dict(), "optimizer": opt.state_dict(), "step": step + 1})
     bar.close()
     return student.cpu().eval()

@@ -94,19 +94,14 @@ def pretrain_text_encoder(cfg, work: Path, text: TextEncoder) -> dict[str, float
     work/text_encoder.pt, resumable) and freeze it. Returns the held-out fact accuracy (scenes whose object is a
     held-out triple), the share of each field read correctly from the last token."""
     from .. import data
-    from .train import _cosine, _load, _progress, _save, _scene
+    from .train import _checkpoint_due, _cosine, _optimizer_step, _progress, _resume, _save, _scene
 
     fields = _fields()
     probes = Probes(text.model.config.hidden_size, len(text.tokenizer), fields)
     params = list(text.model.parameters()) + list(probes.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.text_lr, weight_decay=0.01)
     path = work / "text_encoder.pt"
-    start, ckpt = 0, _load(path)
-    if ckpt is not None:
-        text.model.load_state_dict(ckpt["model"])
-        probes.load_state_dict(ckpt["probes"])
-        opt.load_state_dict(ckpt["optimizer"])
-        start = ckpt["step"]
+    start = _resume(path, opt, model=text.model, probes=probes)
     rng = np.random.default_rng([cfg.seed, 3, start])
     text.model.train()
     bar = _progress(cfg.text_steps, start, "text encoder")
@@ -116,13 +111,8 @@ def pretrain_text_encoder(cfg, work: Path, text: TextEncoder) -> dict[str, float
             group["lr"] = _cosine(step, cfg.text_steps, cfg.text_lr)
         states, mask = text.embed(captions, "", spec.TEXT_LENGTH)
         loss, accuracy = probes.loss(states.float(), ids, mask, targets)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        bar.update()
-        bar.set_postfix(loss=f"{loss.item():.3f}", facts=f"{accuracy.min().item():.2f}")
-        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.text_steps:
+        _optimizer_step(opt, params, loss, bar, facts=f"{accuracy.min().item():.2f}")
+        if _checkpoint_due(step, cfg.checkpoint_every, cfg.text_steps):
             _save(path, {"model": text.model.state_dict(), "probes": probes.state_dict(),
                          "optimizer": opt.state_dict(), "step": step + 1})
     bar.close()

@@ -131,8 +131,36 @@ def _load(path: Path) -> dict | None:
     return torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
 
 
+def _resume(path: Path, opt: torch.optim.Optimizer, **modules: torch.nn.Module) -> int:
+    """A stage's checkpoint, if there is one, loaded into its optimizer and into each module under its key
+    (model=..., text=...); the step to go on from (0 without one)."""
+    ckpt = _load(path)
+    if ckpt is None:
+        return 0
+    for key, module in modules.items():
+        module.load_state_dict(ckpt[key])
+    opt.load_state_dict(ckpt["optimizer"])
+    return ckpt["step"]
+
+
 def _progress(total: int, initial: int, desc: str):
     return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, smoothing=0.05)
+
+
+def _optimizer_step(opt: torch.optim.Optimizer, params, loss: torch.Tensor, bar, **shown: str) -> None:
+    """Backward, gradients clipped to norm 1, one step, the progress bar advanced with the loss (and `shown`):
+    every training stage's update."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    bar.update()
+    bar.set_postfix(loss=f"{loss.item():.4f}", **shown)
+
+
+def _checkpoint_due(step: int, every: int, total: int) -> bool:
+    """After step (0-based) a stage saves: every `every` steps and after its last."""
+    return (step + 1) % every == 0 or step + 1 == total
 
 
 # ----- stage 1: autoencoder ------------------------------------------------------------------------------------
@@ -151,11 +179,7 @@ def train_autoencoder(cfg: TrainConfig, work: Path, model_spec: ModuleType = spe
     torch.manual_seed(cfg.seed)
     ae = DCAE(DCAEConfig.from_dict(model_spec.AUTOENCODER)).to(cfg.device)
     opt = torch.optim.AdamW(ae.parameters(), lr=cfg.ae_lr, weight_decay=0.0)
-    start, ckpt = 0, _load(ckpt_path)
-    if ckpt is not None:
-        ae.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        start = ckpt["step"]
+    start = _resume(ckpt_path, opt, model=ae)
     rng = np.random.default_rng([cfg.seed, 1, start])  # seeded by step, so a resumed run draws fresh data
     ae.train()
     bar = _progress(cfg.ae_steps, start, "autoencoder")
@@ -169,13 +193,8 @@ def train_autoencoder(cfg: TrainConfig, work: Path, model_spec: ModuleType = spe
             noise = 0.1 * z.detach().std() * torch.randn_like(z) * torch.rand(z.shape[0], 1, 1, 1, device=z.device)
             recon = ae.decoder(z + noise).float()
         loss = F.l1_loss(recon, x) + F.mse_loss(recon, x) + 1e-4 * z.pow(2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(ae.parameters(), 1.0)
-        opt.step()
-        bar.update()
-        bar.set_postfix(loss=f"{loss.item():.4f}")
-        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.ae_steps:
+        _optimizer_step(opt, ae.parameters(), loss, bar)
+        if _checkpoint_due(step, cfg.checkpoint_every, cfg.ae_steps):
             _save(ckpt_path, {"model": ae.state_dict(), "optimizer": opt.state_dict(), "step": step + 1})
     bar.close()
     return ae.eval()
@@ -357,13 +376,8 @@ def train_transformer(cfg: TrainConfig, work: Path, data: dict, model_spec: Modu
                 block.ff.conv_temp.weight.zero_()
     params = list(model.parameters()) + ([] if frozen_text else list(text_model.parameters()))
     opt = torch.optim.AdamW(params, lr=cfg.dit_lr, weight_decay=0.01)
-    start, ckpt = 0, _load(ckpt_path)
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        if not frozen_text:  # a frozen encoder's own checkpoint (the text stage's) is the one it trained against
-            text_model.load_state_dict(ckpt["text"])
-        opt.load_state_dict(ckpt["optimizer"])
-        start = ckpt["step"]
+    # A frozen encoder's own checkpoint (the text stage's) is the one it trained against.
+    start = _resume(ckpt_path, opt, model=model, **({} if frozen_text else {"text": text_model}))
     actions = data.get("actions")
     level, own_share = data.get("follow_level", 0.0), data.get("follow_own", 0.0)
     k, chunks = model_spec.STREAM["chunk_frames"], model_spec.CLIP_CHUNKS
@@ -421,13 +435,8 @@ def train_transformer(cfg: TrainConfig, work: Path, data: dict, model_spec: Modu
         if cfg.motion_weight:
             weight = weight * _motion_weight(x0, cfg.motion_weight)
         loss = ((pred.float() - (noise - x0)) ** 2 * weight).sum() / weight.sum().clamp_min(1)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        bar.update()
-        bar.set_postfix(loss=f"{loss.item():.4f}")
-        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.dit_steps:
+        _optimizer_step(opt, params, loss, bar)
+        if _checkpoint_due(step, cfg.checkpoint_every, cfg.dit_steps):
             _save(ckpt_path, {"model": model.state_dict(), "text": text_model.state_dict(),
                               "optimizer": opt.state_dict(), "step": step + 1})
     bar.close()
