@@ -309,7 +309,7 @@ ceilings and landmark pillars, 64×64 frames at 10 steps per second. It exists s
 runs with no download.
 
 - transformer: SanaVideoTransformer3DModel config with `action_dim` 14, {transformer:.2f} M parameters (ReLU
-  linear attention with 3-D RoPE, Mix-FFN with temporal conv, patch 1×2×2: 16 tokens per frame); actions
+  linear attention with 3-D RoPE, Mix-FFN with temporal conv, patch {patch}: {tokens} tokens per frame); actions
   (8 key bits + 6 continuous camera deltas, `worldmodel.actions`) join the per-frame time embedding through a
   zero-initialised MLP, and the camera deltas are also drawn per token as Plücker maps of the camera's motion
   (SANA-WM's camera maps; `sana_stream/model/plucker.py`), added in every block after self-attention through
@@ -386,7 +386,10 @@ def train_world(cfg: WorldTrainConfig, export_to: str | Path | None = None) -> P
 
     results = evaluate(ae, data["scaling_factor"], model, TextEncoder(tokenizer, text_model, cache_size=0), guidance)
     (work / "evaluation.json").write_text(json.dumps(results, indent=2))
+    patch = spec.TRANSFORMER["patch_size"]
     card = (MODEL_CARD.replace("{evaluation}", _evaluation_table(results)).replace("{window}", str(spec.WINDOW))
+            .replace("{patch}", "×".join(map(str, patch)))
+            .replace("{tokens}", str((spec.SIZE // 8 // patch[1]) * (spec.SIZE // 8 // patch[2])))
             .replace("{guidance}", _guidance_note(cfg)))
     folder = export(Path(export_to) if export_to else work / "model", ae, data["scaling_factor"], model, tokenizer,
                     text_model, cfg, time.perf_counter() - started, spec, card)
