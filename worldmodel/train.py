@@ -35,8 +35,8 @@ import numpy as np
 import torch
 
 from sana_stream.demo.train import (
-    TrainConfig, _attention_kernel, _checkpoint_due, _cosine, _load, _optimizer_step, _progress, _resume, _save,
-    _to_model, export, train_autoencoder, train_transformer,
+    TrainConfig, _attention_kernel, _caption_table, _checkpoint_due, _cosine, _load, _optimizer_step, _progress,
+    _resume, _save, _to_model, export, train_autoencoder, train_transformer,
 )
 from sana_stream.model import SanaTransformer
 from sana_stream.sampling import classifier_free_guidance, make_sampler
@@ -204,7 +204,9 @@ def distill_guidance(cfg: WorldTrainConfig, work: Path, data: dict, model: SanaT
     teacher = copy.deepcopy(model).eval().requires_grad_(False)
     student = model.to(cfg.device).train()
     teacher.to(cfg.device)
-    text = TextEncoder(tokenizer, text_model.to(cfg.device).eval(), cache_size=0)
+    # The text encoder is frozen here: its states for the few distinct captions, once.
+    row_of, table, table_mask = _caption_table(TextEncoder(tokenizer, text_model.to(cfg.device).eval(), cache_size=0),
+                                               data["captions"], spec.TEXT_LENGTH)
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.distill_lr, weight_decay=0.01)
     start = _resume(ckpt_path, opt, model=student)
     latents, actions, captions, scale = data["latents"], data["actions"], data["captions"], data["scaling_factor"]
@@ -231,9 +233,9 @@ def distill_guidance(cfg: WorldTrainConfig, work: Path, data: dict, model: SanaT
         t = t.to(cfg.device)
         still = action.clone()
         still[rows, k] = 0
+        rows_of_text = torch.tensor([row_of[captions[i]] for i in idx.tolist()])
+        emb, mask = table[rows_of_text].to(cfg.device), table_mask[rows_of_text].to(cfg.device)
         with torch.no_grad(), torch.autocast(device_type, dtype=torch.bfloat16), _attention_kernel(device_type):
-            emb, mask = text.embed([captions[i] for i in idx.tolist()], "", spec.TEXT_LENGTH)
-            emb = emb.float()
             v = teacher(torch.cat([xt, xt]), torch.cat([t, t]), torch.cat([emb, emb]), torch.cat([mask, mask]),
                         chunk_frames=1, action=torch.cat([action, still])).float()
         acted, none = v.chunk(2)
@@ -309,12 +311,12 @@ ceilings and landmark pillars, 64×64 frames at 10 steps per second. It exists s
 runs with no download.
 
 - transformer: SanaVideoTransformer3DModel config with `action_dim` 14, {transformer:.2f} M parameters (ReLU
-  linear attention with 3-D RoPE, Mix-FFN with temporal conv, patch {patch}: {tokens} tokens per frame); actions
-  (8 key bits + 6 continuous camera deltas, `worldmodel.actions`) join the per-frame time embedding through a
-  zero-initialised MLP, and the camera deltas are also drawn per token as Plücker maps of the camera's motion
-  (SANA-WM's camera maps; `sana_stream/model/plucker.py`), added in every block after self-attention through
-  zero-initialised projections; trained chunk-causally with one-frame chunks and a history window of {window}
-  frames;
+  linear attention with 3-D RoPE, Mix-FFN with temporal conv, 1×{patch}×{patch} patches: a token per {patch}×{patch}
+  latent pixels); actions (8 key bits + 6 continuous camera deltas, `worldmodel.actions`) join the per-frame
+  time embedding through a zero-initialised MLP, and the camera deltas are also drawn per token as Plücker maps
+  of the camera's motion (SANA-WM's camera maps; `sana_stream/model/plucker.py`), added in every block after
+  self-attention through zero-initialised projections; trained chunk-causally with one-frame chunks and a
+  history window of {window} frames;
 - autoencoder: AutoencoderDC config, 8× spatial compression, 64² frames → 8×8×16 latents,
   {autoencoder:.2f} M parameters, applied per frame;
 - text encoder: 1-layer Gemma-2 over the captions "a walk through a <brick|stone|wood|metal> maze",
@@ -386,10 +388,7 @@ def train_world(cfg: WorldTrainConfig, export_to: str | Path | None = None) -> P
 
     results = evaluate(ae, data["scaling_factor"], model, TextEncoder(tokenizer, text_model, cache_size=0), guidance)
     (work / "evaluation.json").write_text(json.dumps(results, indent=2))
-    patch = spec.TRANSFORMER["patch_size"]
     card = (MODEL_CARD.replace("{evaluation}", _evaluation_table(results)).replace("{window}", str(spec.WINDOW))
-            .replace("{patch}", "×".join(map(str, patch)))
-            .replace("{tokens}", str((spec.SIZE // 8 // patch[1]) * (spec.SIZE // 8 // patch[2])))
             .replace("{guidance}", _guidance_note(cfg)))
     folder = export(Path(export_to) if export_to else work / "model", ae, data["scaling_factor"], model, tokenizer,
                     text_model, cfg, time.perf_counter() - started, spec, card)

@@ -410,7 +410,8 @@ def train_transformer(cfg: TrainConfig, work: Path, data: dict, model_spec: Modu
             # Exposure bias: the stream's history is the model's own chunks, not the data's. These rows see their
             # last history chunk as the model streams it from the real one before, and still learn the real next
             # chunk: to carry on the caption's motion from a history that has drifted from it.
-            negative = (table[:1], table_mask[:1]) if frozen_text else text.embed([""], "", model_spec.TEXT_LENGTH)
+            with torch.no_grad():  # the sampling pass's negative row, never trained through
+                negative = (table[:1], table_mask[:1]) if frozen_text else text.embed([""], "", model_spec.TEXT_LENGTH)
             x0[own, :, -2 * k:-k] = _own_chunk(model, x0[own, :, :-k], emb[own].float(), mask[own], level, k, gen,
                                                model_spec.STREAM, negative)
         t_chunk = _sample_timesteps(gen, cfg.dit_batch, chunks, cfg.clean_chunk_prob, model_spec.STREAM["timesteps"])
