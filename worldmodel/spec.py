@@ -4,8 +4,8 @@ steps in real time on 2 CPU cores, plus per-frame actions.
 - frames: 64×64 first-person views of the procedural maze (worldmodel/sim), 10 steps per second;
 - autoencoder: a DC-AE (AutoencoderDC config) with 8× spatial compression, applied per frame: a frame is an
   8×8×16 latent;
-- transformer: a SanaVideoTransformer3DModel config with patch (1, 2, 2), so a frame is 16 tokens, and
-  action_dim = 14 (worldmodel.actions); one latent frame per chunk, so every action gets its own frame;
+- transformer: a SanaVideoTransformer3DModel config with patch (1, 1, 1), so a frame is 64 tokens, width 128,
+  and action_dim = 14 (worldmodel.actions); one latent frame per chunk, so every action gets its own frame;
 - text encoder: a 1-layer Gemma-2 over the caption language "a walk through a <theme> maze".
 
 Stepping: two denoising passes per frame (STEP_TIMESTEPS, from pure noise at t = 1000), then the t = 0 pass that
@@ -56,10 +56,12 @@ AUTOENCODER: dict[str, Any] = dict(
     decoder_norm_types="rms_norm", decoder_act_fns="silu", scaling_factor=1.0,  # set from data after training
 )
 
-# The demo model's transformer, with 2×2 patches (16 tokens a frame), this text width, and actions, also drawn
-# per token as Plücker maps of the simulator camera's motion.
+# The demo model's transformer with a token per latent pixel (64 a frame: 2×2 patches' 16 could not carry where
+# the walls moved) at width 128 (4 heads) to pay for it, this text width, and actions, also drawn per token as
+# Plücker maps of the simulator camera's motion.
 TRANSFORMER: dict[str, Any] = dict(demo.TRANSFORMER, caption_channels=TEXT_HIDDEN, sample_size=SIZE // 8,
-                                   patch_size=[1, 2, 2], action_dim=ACTION_DIM, action_plucker_fov=FOV_DEGREES)
+                                   patch_size=[1, 1, 1], num_attention_heads=4, num_cross_attention_heads=4,
+                                   cross_attention_dim=128, action_dim=ACTION_DIM, action_plucker_fov=FOV_DEGREES)
 
 TEXT_ENCODER: dict[str, Any] = dict(
     hidden_size=TEXT_HIDDEN, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
