@@ -56,9 +56,9 @@ AUTOENCODER: dict[str, Any] = dict(
     decoder_norm_types="rms_norm", decoder_act_fns="silu", scaling_factor=1.0,  # set from data after training
 )
 
-# The demo model's transformer with a token per latent pixel (64 a frame: 2×2 patches' 16 could not carry where
-# the walls moved) at width 128 (4 heads) to pay for it, this text width, and actions, also drawn per token as
-# Plücker maps of the simulator camera's motion.
+# The demo model's transformer with a token per latent pixel (64 a frame: the 16 tokens of 2×2 patches could not
+# hold the next view) and, to pay for them, width 128 (4 heads); this text width; and actions, also drawn per
+# token as Plücker maps of the simulator camera's motion.
 TRANSFORMER: dict[str, Any] = dict(demo.TRANSFORMER, caption_channels=TEXT_HIDDEN, sample_size=SIZE // 8,
                                    patch_size=[1, 1, 1], num_attention_heads=4, num_cross_attention_heads=4,
                                    cross_attention_dim=128, action_dim=ACTION_DIM, action_plucker_fov=FOV_DEGREES)

@@ -312,8 +312,8 @@ runs with no download.
 
 - transformer: SanaVideoTransformer3DModel config with `action_dim` 14, {transformer:.2f} M parameters (ReLU
   linear attention with 3-D RoPE, Mix-FFN with temporal conv, 1×{patch}×{patch} patches over
-  the {latent}×{latent} latent frame); actions (8 key bits + 6 continuous camera deltas, `worldmodel.actions`) join the per-frame
-  time embedding through a zero-initialised MLP, and the camera deltas are also drawn per token as Plücker maps
+  the {latent}×{latent} latent frame); actions (8 key bits + 6 continuous camera deltas, `worldmodel.actions`) join
+  the per-frame time embedding through a zero-initialised MLP, and the camera deltas are also drawn per token as Plücker maps
   of the camera's motion (SANA-WM's camera maps; `sana_stream/model/plucker.py`), added in every block after
   self-attention through zero-initialised projections; trained chunk-causally with one-frame chunks and a
   history window of {window} frames;
