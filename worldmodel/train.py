@@ -207,6 +207,7 @@ def distill_guidance(cfg: WorldTrainConfig, work: Path, data: dict, model: SanaT
     # The text encoder is frozen here: its states for the few distinct captions, once.
     row_of, table, table_mask = _caption_table(TextEncoder(tokenizer, text_model.to(cfg.device).eval(), cache_size=0),
                                                data["captions"], spec.TEXT_LENGTH)
+    table, table_mask = table.to(cfg.device), table_mask.to(cfg.device)
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.distill_lr, weight_decay=0.01)
     start = _resume(ckpt_path, opt, model=student)
     latents, actions, captions, scale = data["latents"], data["actions"], data["captions"], data["scaling_factor"]
@@ -233,8 +234,8 @@ def distill_guidance(cfg: WorldTrainConfig, work: Path, data: dict, model: SanaT
         t = t.to(cfg.device)
         still = action.clone()
         still[rows, k] = 0
-        rows_of_text = torch.tensor([row_of[captions[i]] for i in idx.tolist()])
-        emb, mask = table[rows_of_text].to(cfg.device), table_mask[rows_of_text].to(cfg.device)
+        rows_of_text = torch.tensor([row_of[captions[i]] for i in idx.tolist()], device=table.device)
+        emb, mask = table[rows_of_text], table_mask[rows_of_text]
         with torch.no_grad(), torch.autocast(device_type, dtype=torch.bfloat16), _attention_kernel(device_type):
             v = teacher(torch.cat([xt, xt]), torch.cat([t, t]), torch.cat([emb, emb]), torch.cat([mask, mask]),
                         chunk_frames=1, action=torch.cat([action, still])).float()
@@ -311,12 +312,12 @@ ceilings and landmark pillars, 64×64 frames at 10 steps per second. It exists s
 runs with no download.
 
 - transformer: SanaVideoTransformer3DModel config with `action_dim` 14, {transformer:.2f} M parameters (ReLU
-  linear attention with 3-D RoPE, Mix-FFN with temporal conv, 1×{patch}×{patch} patches over
-  the {latent}×{latent} latent frame); actions (8 key bits + 6 continuous camera deltas, `worldmodel.actions`) join
-  the per-frame time embedding through a zero-initialised MLP, and the camera deltas are also drawn per token as Plücker maps
-  of the camera's motion (SANA-WM's camera maps; `sana_stream/model/plucker.py`), added in every block after
-  self-attention through zero-initialised projections; trained chunk-causally with one-frame chunks and a
-  history window of {window} frames;
+  linear attention with 3-D RoPE, Mix-FFN with temporal conv, 1×{patch}×{patch} patches over the {latent}×{latent} latent
+  frame); actions (8 key bits + 6 continuous camera deltas, `worldmodel.actions`) join the per-frame time
+  embedding through a zero-initialised MLP, and the camera deltas are also drawn per token as Plücker maps of the
+  camera's motion (SANA-WM's camera maps; `sana_stream/model/plucker.py`), added in every block after
+  self-attention through zero-initialised projections; trained chunk-causally with one-frame chunks and a history
+  window of {window} frames;
 - autoencoder: AutoencoderDC config, 8× spatial compression, 64² frames → 8×8×16 latents,
   {autoencoder:.2f} M parameters, applied per frame;
 - text encoder: 1-layer Gemma-2 over the captions "a walk through a <brick|stone|wood|metal> maze",
