@@ -31,7 +31,7 @@ from sana_stream import load_pipeline  # noqa: E402
 from sana_stream.text import VIDEO_INSTRUCTION  # noqa: E402
 from tests.tiny_pipelines import TINY_DCAE, TINY_WAN  # noqa: E402
 from tests.tiny_text import HIDDEN_SIZE, tiny_gemma2, tiny_tokenizer  # noqa: E402
-from tests.tiny_transformers import TINY_IMAGE, TINY_VIDEO, diffusers_image, diffusers_video  # noqa: E402
+from tests.tiny_transformers import TINY_IMAGE, diffusers_image, diffusers_video  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 PROMPT, MOTION_SCORE = "a red fox running through fresh snow", 10

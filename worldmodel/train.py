@@ -208,6 +208,7 @@ def distill_guidance(cfg: WorldTrainConfig, work: Path, data: dict, model: SanaT
     row_of, table, table_mask = _caption_table(TextEncoder(tokenizer, text_model.to(cfg.device).eval(), cache_size=0),
                                                data["captions"], spec.TEXT_LENGTH)
     table, table_mask = table.to(cfg.device), table_mask.to(cfg.device)
+    caption_row = torch.tensor([row_of[c] for c in data["captions"]])  # each clip's row of the table
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.distill_lr, weight_decay=0.01)
     start = _resume(ckpt_path, opt, model=student)
     latents, actions, captions, scale = data["latents"], data["actions"], data["captions"], data["scaling_factor"]
@@ -234,7 +235,7 @@ def distill_guidance(cfg: WorldTrainConfig, work: Path, data: dict, model: SanaT
         t = t.to(cfg.device)
         still = action.clone()
         still[rows, k] = 0
-        rows_of_text = torch.tensor([row_of[captions[i]] for i in idx.tolist()], device=table.device)
+        rows_of_text = caption_row[idx].to(cfg.device)
         emb, mask = table[rows_of_text], table_mask[rows_of_text]
         with torch.no_grad(), torch.autocast(device_type, dtype=torch.bfloat16), _attention_kernel(device_type):
             v = teacher(torch.cat([xt, xt]), torch.cat([t, t]), torch.cat([emb, emb]), torch.cat([mask, mask]),
@@ -311,13 +312,12 @@ project's procedural first-person maze (`worldmodel/sim`): a ray-cast 3-D world 
 ceilings and landmark pillars, 64×64 frames at 10 steps per second. It exists so that `WorldModel.step(action)`
 runs with no download.
 
-- transformer: SanaVideoTransformer3DModel config with `action_dim` 14, {transformer:.2f} M parameters (ReLU
-  linear attention with 3-D RoPE, Mix-FFN with temporal conv, 1×{patch}×{patch} patches over the {latent}×{latent} latent
-  frame); actions (8 key bits + 6 continuous camera deltas, `worldmodel.actions`) join the per-frame time
-  embedding through a zero-initialised MLP, and the camera deltas are also drawn per token as Plücker maps of the
-  camera's motion (SANA-WM's camera maps; `sana_stream/model/plucker.py`), added in every block after
-  self-attention through zero-initialised projections; trained chunk-causally with one-frame chunks and a history
-  window of {window} frames;
+- transformer: SanaVideoTransformer3DModel config with `action_dim` 14, {transformer:.2f} M parameters (ReLU linear
+  attention with 3-D RoPE, Mix-FFN with temporal conv, 1×{patch}×{patch} patches over the {latent}×{latent} latent
+  frame); actions (8 key bits + 6 continuous camera deltas, `worldmodel.actions`) join the per-frame time embedding
+  through a zero-initialised MLP, and the camera deltas are also drawn per token as Plücker maps of the camera's
+  motion (SANA-WM's camera maps; `sana_stream/model/plucker.py`), added in every block after self-attention through
+  zero-initialised projections; trained chunk-causally with one-frame chunks and a history window of {window} frames;
 - autoencoder: AutoencoderDC config, 8× spatial compression, 64² frames → 8×8×16 latents,
   {autoencoder:.2f} M parameters, applied per frame;
 - text encoder: 1-layer Gemma-2 over the captions "a walk through a <brick|stone|wood|metal> maze",
@@ -370,12 +370,12 @@ def train_world(cfg: WorldTrainConfig, export_to: str | Path | None = None) -> P
     rollouts = make_rollouts(cfg, work)
     pool = rollouts["frames"].flatten(0, 1)
 
-    def sample_frames(rng: np.random.Generator, count: int) -> np.ndarray:
-        return pool[rng.integers(len(pool), size=count)].numpy()
+    def sample_frames(rng: np.random.Generator, count: int, frames: torch.Tensor = pool) -> np.ndarray:
+        return frames[rng.integers(len(frames), size=count)].numpy()
 
     ae = train_autoencoder(cfg, work, spec, sample_frames)
     data = encode_rollouts(cfg, work, ae, rollouts)
-    del rollouts, pool
+    del rollouts, pool, sample_frames  # the rendered frames are not needed past the latents
     model, tokenizer, text_model = train_transformer(cfg, work, data, spec, spec.WORDS)
     if cfg.action_steps or cfg.distill_steps:
         mixed = with_branches(data, make_branches(cfg, work, ae), cfg.branch_groups)
