@@ -346,7 +346,7 @@ def _train_world(args: argparse.Namespace) -> int:
     from worldmodel.train import install, train_world, world_config
 
     fields = {k: getattr(args, k) for k in ("work", "seed", "ae_steps", "clips", "dit_steps", "action_steps",
-                                            "device")}
+                                            "gate_steps", "device")}
     folder = train_world(world_config(**fields))
     if args.install:
         folder = install(folder)
@@ -368,6 +368,9 @@ def _add_train_world(commands: argparse._SubParsersAction) -> None:
     _add_training_arguments(train, d, "worldmodel/assets/world")
     train.add_argument("--action-steps", type=_positive, default=d.action_steps,
                        help=f"steps of the action stage on branching trajectories (default {d.action_steps})")
+    train.add_argument("--gate-steps", type=_whole_number(0), default=d.gate_steps,
+                       help=f"steps of the copy-gate stage after it, 0 for a model without the gate "
+                            f"(default {d.gate_steps})")
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -627,3 +627,76 @@ def test_plucker_maps_leave_a_still_camera_alone(video):
         plain = blind(x, t, text, mask, chunk_frames=1, action=moving)
     assert max_err(turned[:, :, :2], plain[:, :, :2]) == 0.0  # earlier frames cannot see a later frame's camera
     assert max_err(turned[:, :, 2:], plain[:, :, 2:]) > 1e-3
+
+
+# ----- world models: the copy gate ----------------------------------------------------------------------------------
+
+
+def with_copy_gate(model, bias=None):
+    """The same weights plus a copy gate: closed (zero) as built, or opened to `bias` everywhere."""
+    gated = ss.SanaTransformer(model.config.replace(copy_gate=True)).eval()
+    missing, unexpected = gated.load_state_dict(model.state_dict(), strict=False)
+    assert not unexpected and sorted(missing) == ["copy_gate.bias", "copy_gate.weight"]
+    if bias is not None:
+        with torch.no_grad():
+            gated.copy_gate.bias.fill_(bias)
+    return gated
+
+
+def test_copy_gate_starts_closed_and_open_lands_on_the_previous_frame(video):
+    x, text, mask = video_inputs(batch=2, frames=3)
+    t = torch.tensor([[0.0, 0.0, 500.0], [0.0, 300.0, 1000.0]])
+    previous = torch.cat([torch.zeros_like(x[:, :, :1]), x[:, :, :-1]], dim=2)
+    with torch.no_grad():
+        plain = video(x, t, text, mask, chunk_frames=1)
+        assert max_err(with_copy_gate(video)(x, t, text, mask, chunk_frames=1, previous=previous), plain) == 0
+        # open (g = 1 at every latent pixel of the 2×2 patches): the clean estimate x - sigma·v is `previous`
+        opened = with_copy_gate(video, bias=1.0)(x, t, text, mask, chunk_frames=1, previous=previous)
+        sigma = (t / 1000).view(2, 1, 3, 1, 1)
+        noised = t > 0
+        landed = (x - sigma * opened).permute(0, 2, 1, 3, 4)[noised]
+        assert max_err(landed, previous.permute(0, 2, 1, 3, 4)[noised]) <= 1e-5
+        # half open: halfway between the network's velocity and the copy's; past 1 it clamps to the copy
+        half = with_copy_gate(video, bias=0.5)(x, t, text, mask, chunk_frames=1, previous=previous)
+        assert max_err(half, (plain + opened) / 2) <= 1e-4
+        beyond = with_copy_gate(video, bias=3.0)(x, t, text, mask, chunk_frames=1, previous=previous)
+        assert max_err(beyond, opened) == 0
+        # without previous= the gate is not applied
+        assert max_err(with_copy_gate(video, bias=1.0)(x, t, text, mask, chunk_frames=1), plain) == 0
+
+
+def test_copy_gate_streams_as_it_trains(video):
+    # A stream passes the newest appended frame as `previous`; with the fused append too.
+    gated = with_copy_gate(video, bias=0.3)
+    with torch.no_grad():
+        gated.copy_gate.weight.normal_(0, 0.1, generator=torch.Generator().manual_seed(1))
+    x, text, mask = video_inputs(batch=2, frames=3)
+    t = torch.tensor([[0.0, 0.0, 700.0]] * 2)
+    previous = torch.cat([torch.zeros_like(x[:, :, :1]), x[:, :, :-1]], dim=2)
+    with torch.no_grad():
+        causal = gated(x, t, text, mask, chunk_frames=1, previous=previous)
+        state = gated.new_state(2)
+        gated.append_state(state, x[:, :, :1], text, mask)
+        streamed = gated(x[:, :, 2:], t[:, 2], text, mask, state=state, append=x[:, :, 1:2],
+                         previous=x[:, :, 1:2])
+    assert max_err(streamed, causal[:, :, 2:]) <= TOL
+
+
+def test_copy_gate_saves_loads_and_names_its_problems(tmp_path, video):
+    gated = with_copy_gate(video, bias=0.2)
+    gated.save_pretrained(tmp_path / "gated")
+    assert json.loads((tmp_path / "gated" / "config.json").read_text())["copy_gate"] is True
+    assert "copy_gate" not in video.config.to_diffusers_dict()  # plain configs round-trip unchanged
+    loaded = ss.load_transformer(tmp_path / "gated", dtype=torch.float32)
+    assert loaded.config.copy_gate and torch.equal(loaded.copy_gate.bias, gated.copy_gate.bias)
+    assert loaded.num_parameters() == gated.config.num_parameters()
+    x, text, mask = video_inputs(batch=2, frames=2)
+    t = torch.tensor([1.0, 2.0])
+    with pytest.raises(ValueError, match="no copy gate"):
+        video(x, t, text, mask, previous=x)
+    for previous, message in [(x[:, :, :1], "previous must be shaped like x"),
+                              (x * float("nan"), "previous contains NaN")]:
+        with pytest.raises(ValueError, match=message):
+            gated(x, t, text, mask, previous=previous)
+    with pytest.raises(ValueError, match="copy_gate needs a video model"):
+        ss.TransformerConfig(copy_gate=True, patch_size=(2, 2, 2))

@@ -1,5 +1,5 @@
 """`train-world`'s action stage (branch groups are laid out and drawn whole, and the stage fine-tunes the base
-model, checkpoints and resumes) and its guidance distillation."""
+model, checkpoints and resumes), its copy-gate stage and its guidance distillation."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from sana_stream.vae.dc_ae_config import DCAEConfig
 from worldmodel import spec
 from worldmodel.sim import BRANCH_ACTIONS
 from worldmodel.model import action_guided_velocity
-from worldmodel.train import distill_guidance, make_branches, train_actions, with_branches, world_config
+from worldmodel.train import (
+    distill_guidance, make_branches, train_actions, train_copy_gate, with_branches, world_config,
+)
 
 
 def test_branch_groups_are_drawn_whole_beside_plain_clips():
@@ -111,6 +113,42 @@ def test_guidance_distillation_learns_the_guided_velocity_and_resumes(tmp_path):
     cfg.distill_steps = 41  # resumes from the checkpoint: one more step
     distill_guidance(cfg, tmp_path, data, _copy(teacher), tokenizer, text_model, guidance=3.0)
     assert torch.load(tmp_path / "distill.pt", weights_only=True)["step"] == 41
+
+
+def test_copy_gate_stage_learns_to_keep_a_still_world_and_resumes(tmp_path):
+    # Clips of a still world (every frame the first): the stage adds a closed gate to the base model and opens it,
+    # so that a noised frame's clean estimate after a clean history lands nearer the previous frame than the base
+    # model's does.
+    torch.manual_seed(0)
+    base = SanaTransformer(TransformerConfig.from_dict(spec.TRANSFORMER)).eval()
+    tokenizer = spec.demo.build_tokenizer(spec.WORDS)
+    text_model = spec.build_text_model(len(tokenizer), 0)
+    clips, frames = 4, spec.CLIP_CHUNKS
+    still = torch.randn(clips, 1, spec.LATENT_CHANNELS, 8, 8).expand(-1, frames, -1, -1, -1).contiguous()
+    data = {"latents": still, "actions": torch.zeros(clips, frames, 14),
+            "captions": ["a walk through a brick maze"] * clips, "scaling_factor": 1.0}
+    cfg = world_config(work=str(tmp_path), gate_steps=30, gate_head_lr=3e-2, dit_batch=4, checkpoint_every=10)
+    gated = train_copy_gate(cfg, tmp_path, data, _copy(base), tokenizer, text_model)
+    assert gated.config.copy_gate and not base.config.copy_gate
+    assert torch.load(tmp_path / "gate.pt", weights_only=True)["step"] == 30
+    assert torch.allclose(gated.proj_out.weight, base.proj_out.weight, atol=0.05)  # fine-tuned, not fresh
+
+    x = still[:1].permute(0, 2, 1, 3, 4)
+    emb, mask = _text(tokenizer, text_model)
+    noise = torch.randn(1, spec.LATENT_CHANNELS, 1, 8, 8)
+    t = torch.tensor([1000.0])
+    misses = []
+    with torch.no_grad():
+        for model, previous in ((base, None), (gated, x[:, :, -2:-1])):
+            state = model.new_state(1)
+            for i in range(frames - 1):
+                model.append_state(state, x[:, :, i:i + 1], emb, mask)
+            v = model(noise, t, emb, mask, state=state, previous=previous)
+            misses.append((noise - v - x[:, :, -1:]).pow(2).mean())
+    assert misses[1] < 0.5 * misses[0]
+    cfg.gate_steps = 31  # resumes from the checkpoint: one more step
+    train_copy_gate(cfg, tmp_path, data, _copy(base), tokenizer, text_model)
+    assert torch.load(tmp_path / "gate.pt", weights_only=True)["step"] == 31
 
 
 def _copy(model):

@@ -21,9 +21,10 @@ SIZE = 32
 PROMPT = "a small room"
 
 
-def tiny_world(folder: Path, **world: object) -> Path:
+def tiny_world(folder: Path, copy_gate: bool = False, **world: object) -> Path:
     """A world folder of tiny random components in the real formats: a pipeline folder (per-frame DC-AE, tiny
-    Gemma-2, a video transformer that takes actions) plus world.json (`world` overrides its fields)."""
+    Gemma-2, a video transformer that takes actions, with a copy gate if asked) plus world.json (`world` overrides
+    its fields)."""
     from diffusers import AutoencoderDC
 
     from sana_stream.model import SanaTransformer, TransformerConfig
@@ -34,7 +35,7 @@ def tiny_world(folder: Path, **world: object) -> Path:
     folder.mkdir(parents=True)
     torch.manual_seed(0)
     config = TransformerConfig(**{**TINY_VIDEO, "in_channels": 8, "out_channels": 8,
-                                  "caption_channels": HIDDEN_SIZE, "action_dim": ACTION_DIM})
+                                  "caption_channels": HIDDEN_SIZE, "action_dim": ACTION_DIM, "copy_gate": copy_gate})
     # Perturbed: zero-initialised parts (temporal conv, action input) must matter in these tests.
     _perturb(SanaTransformer(config), seed=1).save_pretrained(folder / "transformer")
     torch.manual_seed(2)
@@ -73,6 +74,11 @@ def folder(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def gated_folder(tmp_path_factory) -> Path:
+    return tiny_world(tmp_path_factory.mktemp("world") / "gated", copy_gate=True)
+
+
+@pytest.fixture(scope="module")
 def wm(folder) -> WorldModel:
     # fp32 keeps batched and single rows bit-identical; bf16 (the default) is exercised in test_bf16_default.
     return WorldModel.from_pretrained(folder, dtype=torch.float32)
@@ -108,17 +114,21 @@ def test_same_seed_and_actions_same_frames_and_every_input_matters(wm):
     assert not np.array_equal(first[0], wm.step(actions[0]).frames)
 
 
-@pytest.mark.parametrize("guidance, timesteps", [(1.0, None), (2.5, None), (2.5, [1000.0])])
-def test_steps_equal_appending_each_frame_before_denoising_the_next(folder, wm, guidance, timesteps):
+@pytest.mark.parametrize("guidance, timesteps, gated", [(1.0, None, False), (2.5, None, False),
+                                                       (2.5, [1000.0], False), (1.0, None, True), (2.5, None, True)])
+def test_steps_equal_appending_each_frame_before_denoising_the_next(request, guidance, timesteps, gated):
     # step() folds each frame's t = 0 append into the next step's first pass, and runs an action-guided pass's
     # two predictions in one batch. The frames must be those of the plain order, written out here from the public
     # pieces: append the start frames, then per action denoise a frame against the history (guided: v_none +
     # g·(v_action − v_none), both on that history) and append it with its own action; past the window too. A
-    # one-pass schedule (from_pretrained(timesteps=)) has only the pass that also appends the previous frame.
+    # one-pass schedule (from_pretrained(timesteps=)) has only the pass that also appends the previous frame. A
+    # model with a copy gate gets the newest frame (the start frame, then each step's) as `previous`.
     from sana_stream.pipeline.pipeline import to_uint8, to_unit
     from sana_stream.sampling import make_sampler
     from worldmodel.actions import encode_action
 
+    folder = request.getfixturevalue("gated_folder" if gated else "folder")
+    wm = WorldModel.from_pretrained(folder, dtype=torch.float32)
     stepped = wm if guidance == 1 else WorldModel.from_pretrained(folder, dtype=torch.float32,
                                                                    action_guidance=guidance, timesteps=timesteps)
     assert stepped.config.timesteps == tuple(timesteps or wm.config.timesteps)
@@ -132,22 +142,35 @@ def test_steps_equal_appending_each_frame_before_denoising_the_next(folder, wm, 
     with torch.no_grad():
         start = wm._encode_images(start_image()).repeat(1, 1, cfg.context_frames, 1, 1)
         model.append_state(state, start, emb, mask, action=torch.zeros(1, cfg.context_frames, ACTION_DIM))
+        previous = start[:, :, -1:] if gated else None
         want = []
         for a in actions:
             action = torch.from_numpy(encode_action(a))[None, None]
             x = torch.randn((1, model.config.in_channels, 1, *start.shape[-2:]), generator=gen)
             for i, t in enumerate(sampler.timesteps):
-                v = model(x, t[None], emb, mask, state=state, action=action)
+                v = model(x, t[None], emb, mask, state=state, action=action, previous=previous)
                 if guidance != 1:
-                    none = model(x, t[None], emb, mask, state=state, action=torch.zeros_like(action))
+                    none = model(x, t[None], emb, mask, state=state, action=torch.zeros_like(action),
+                                 previous=previous)
                     v = none + guidance * (v - none)
                 x = sampler.step(v, i, x, generator=gen)
             model.append_state(state, x, emb, mask, action=action)
+            previous = x if gated else None
             pixels = pipe.vae.decode(pipe.vae.denormalize_latents(x))[:, :, 0]
             want.append(to_uint8(to_unit(pixels).permute(0, 2, 3, 1))[0])
     assert np.abs(got.astype(int) - np.stack(want).astype(int)).max() <= 1  # fp32 rounding only
     if guidance != 1 and timesteps is None:
         assert not np.array_equal(got, rollout(wm, actions, seed=3)[:, 0])  # guidance changes the frames
+    if gated:  # the gate matters: closed, the same weights make other frames
+        gate = stepped.pipeline.transformer.copy_gate
+        trained = {k: v.clone() for k, v in gate.state_dict().items()}
+        with torch.no_grad():
+            gate.weight.zero_()
+            gate.bias.zero_()
+        try:
+            assert not np.array_equal(got, rollout(stepped, actions, seed=3)[:, 0])
+        finally:
+            gate.load_state_dict(trained)
 
 
 @pytest.mark.skipif(not can_compile(),
@@ -169,7 +192,11 @@ def test_reset_without_image_imagines_a_start(wm):
     assert not np.array_equal(a, wm.reset(seed=5).frames)
 
 
-def test_snapshot_restore_rewinds_exactly_and_stays_small(wm):
+@pytest.mark.parametrize("gated", [False, True])
+def test_snapshot_restore_rewinds_exactly_and_stays_small(request, gated):
+    # a copy gate's newest frame is part of the snapshot
+    wm = WorldModel.from_pretrained(request.getfixturevalue("gated_folder" if gated else "folder"),
+                                    dtype=torch.float32)
     wm.reset(seed=2, image=start_image())
     for a in ("w", "d"):
         wm.step(a)
@@ -304,7 +331,7 @@ def test_step_before_reset_is_an_error(folder, wm):
         fresh.snapshot()
 
 
-def test_world_folder_problems_are_named(folder, tmp_path):
+def test_world_folder_problems_are_named(folder, gated_folder, tmp_path):
     with pytest.raises(FileNotFoundError, match="world.json"):
         WorldModel.from_pretrained(tmp_path)
     bad = tmp_path / "bad"
@@ -333,6 +360,14 @@ def test_world_folder_problems_are_named(folder, tmp_path):
     for timesteps in ([], [1000.0, "500"], [1500.0]):
         with pytest.raises(ValueError, match="timesteps"):
             WorldModel.from_pretrained(folder, timesteps=timesteps)
+    gated = tmp_path / "gated"
+    gated.mkdir()
+    for item in gated_folder.iterdir():
+        (gated / item.name).symlink_to(item)
+    (gated / "world.json").unlink()
+    (gated / "world.json").write_text(json.dumps({**spec, "frames_per_step": 2}))
+    with pytest.raises(ValueError, match="copy gate copies the frame before each new one"):
+        WorldModel.from_pretrained(gated)
 
 
 def test_bf16_default_steps(folder):

@@ -124,11 +124,14 @@ def _guidance(value: Any) -> float:
 
 def action_guided_velocity(model: Any, x: torch.Tensor, t: torch.Tensor, emb: torch.Tensor, mask: torch.Tensor,
                            state: Any, actions: torch.Tensor, guidance: float, append: torch.Tensor | None = None,
-                           append_action: torch.Tensor | None = None) -> torch.Tensor:
+                           append_action: torch.Tensor | None = None,
+                           previous: torch.Tensor | None = None) -> torch.Tensor:
     """v_none + g·(v_action − v_none) for x after `state`'s history (g = 1: the plain prediction), both predictions
-    in one batched pass; `append` (with its actions) joins the history first, as in SanaTransformer.forward."""
+    in one batched pass; `append` (with its actions) joins the history first and `previous` feeds a copy gate, as
+    in SanaTransformer.forward."""
     if guidance == 1:
-        return model(x, t, emb, mask, state=state, action=actions, append=append, append_action=append_action)
+        return model(x, t, emb, mask, state=state, action=actions, append=append, append_action=append_action,
+                     previous=previous)
 
     def pair(a: torch.Tensor | None) -> torch.Tensor | None:
         return None if a is None else torch.cat([a, a])
@@ -136,7 +139,7 @@ def action_guided_velocity(model: Any, x: torch.Tensor, t: torch.Tensor, emb: to
     # The "none" rows read the same history: the state listed twice (it appends the pending chunk once).
     v = model(pair(x), pair(t), pair(emb), pair(mask), state=StateBatch([state, state]),
               action=torch.cat([actions, torch.zeros_like(actions)]), append=pair(append),
-              append_action=pair(append_action))
+              append_action=pair(append_action), previous=pair(previous))
     acted, none = v.chunk(2)
     return classifier_free_guidance(none, acted, guidance)
 
@@ -176,6 +179,9 @@ class _Run:
     # written to in place, so clones share them.
     pending: torch.Tensor | None = None
     pending_action: torch.Tensor | None = None
+    # The newest clean latent frame (B, C, 1, h, w), what a copy gate copies; kept only for models with one (and
+    # also replaced, never written in place).
+    newest: torch.Tensor | None = None
 
     def clone(self) -> "_Run":
         generator = torch.Generator(device=self.generator.device)
@@ -183,7 +189,7 @@ class _Run:
         # The decoder cache is a small object of tensors (the per-frame VAE's holds none): deepcopy covers any.
         return _Run(self.state.clone(), copy.deepcopy(self.decode_state), generator, self.frame.copy(),
                     list(self.poses), self.frame_index, self.steps, self.seed, self.prompts, self.text, self.pending,
-                    self.pending_action)
+                    self.pending_action, self.newest)
 
 
 class Snapshot:
@@ -204,7 +210,8 @@ class Snapshot:
     def nbytes(self) -> int:
         """Bytes held: constant in the number of steps taken."""
         run = self._run
-        pending = sum(t.numel() * t.element_size() for t in (run.pending, run.pending_action) if t is not None)
+        pending = sum(t.numel() * t.element_size() for t in (run.pending, run.pending_action, run.newest)
+                      if t is not None)
         return run.state.nbytes + getattr(run.decode_state, "nbytes", 0) + run.frame.nbytes + pending
 
     def __repr__(self) -> str:
@@ -231,6 +238,9 @@ class WorldModel:
         if config.action_dim != ACTION_DIM or config.keys != KEYS:
             raise ValueError(f"this model was trained on actions of {config.action_dim} values over keys "
                              f"{config.keys}; this SDK encodes {ACTION_DIM} over {KEYS}")
+        if model.config.copy_gate and config.frames_per_step != 1:
+            raise ValueError(f"a copy gate copies the frame before each new one, known only for one latent frame a "
+                             f"step; world.json asks for frames_per_step {config.frames_per_step}")
         height, width = config.frame_size
         factor = pipeline.vae.spatial_factor
         patch = model.config.patch_size
@@ -345,6 +355,8 @@ class WorldModel:
         else:
             latents = latents.repeat(1, 1, self.config.context_frames, 1, 1)
         model.append_state(run.state, latents.to(model.dtype), *run.text, action=still)
+        if model.config.copy_gate:
+            run.newest = latents[:, :, -1:].to(model.dtype)
         frames = self._decode(run, latents)
         run.frame = frames[:, -1].copy()
         self._run = run  # only now: a rejected reset leaves the previous worlds as they were
@@ -363,6 +375,8 @@ class WorldModel:
         t0 = time.perf_counter()
         x = self._denoise(run, actions, self.config.frames_per_step)
         run.pending, run.pending_action = x.to(self.pipeline.transformer.dtype), actions
+        if run.newest is not None:
+            run.newest = run.pending[:, :, -1:]
         t1 = time.perf_counter()
         frames = self._decode(run, x)
         t2 = time.perf_counter()
@@ -454,7 +468,7 @@ class WorldModel:
         """The model's velocity for x under `actions` (action-guided as the config asks); appends run's pending
         chunk first."""
         return action_guided_velocity(self.pipeline.transformer, x, t, *run.text, run.state, actions,
-                                      self.config.action_guidance, run.pending, run.pending_action)
+                                      self.config.action_guidance, run.pending, run.pending_action, run.newest)
 
     def _decode(self, run: _Run, latents: torch.Tensor) -> np.ndarray:
         """Latents (B, C, T, h, w) -> uint8 frames (B, n, H, W, 3), through the decoder's stream cache."""

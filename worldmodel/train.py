@@ -14,7 +14,10 @@ Stages (each cached under the work folder; a rerun resumes where it stopped):
    them, with branch groups making up most of every batch and plain clips the rest. Trained on plain
    trajectories alone, the model reads the motion in its history and ignores the action (an inverse-dynamics
    probe names the action in its frames at chance level); a branch group can only be told apart by its actions;
-6. guidance distillation: the stage-5 model's action-guided velocity (spec.ACTION_GUIDANCE) taught to a copy of
+5b. copy gate: the stage-5 model gets a zero-initialised copy gate (TransformerConfig.copy_gate) and is fine-tuned
+   on the same data with a clean history and one frame learnt, the gate at a higher learning rate. Without it, a
+   "none" step redraws the frame instead of keeping it, and the change reads as motion;
+6. guidance distillation: the stage-5b model's action-guided velocity (spec.ACTION_GUIDANCE) taught to a copy of
    it, so that the SDK steps one row per world instead of a guided pair (world.json's action_guidance is then 1);
 7. evaluation on held-out worlds (PSNR against the true simulator, next to the copy-last-frame baseline) and
    export: the demo's pipeline folder plus world.json and a model card with the measured numbers.
@@ -35,10 +38,10 @@ import numpy as np
 import torch
 
 from sana_stream.demo.train import (
-    TrainConfig, _attention_kernel, _caption_table, _checkpoint_due, _cosine, _load, _optimizer_step, _progress,
-    _resume, _save, _to_model, export, train_autoencoder, train_transformer,
+    TrainConfig, _attention_kernel, _caption_table, _checkpoint_due, _cosine, _draw_clips, _load, _optimizer_step,
+    _progress, _resume, _save, _to_model, export, train_autoencoder, train_transformer,
 )
-from sana_stream.model import SanaTransformer
+from sana_stream.model import SanaTransformer, TransformerConfig
 from sana_stream.sampling import classifier_free_guidance, make_sampler
 from sana_stream.text import TextEncoder
 from sana_stream.vae.dc_ae import DCAE
@@ -67,6 +70,9 @@ class WorldTrainConfig(TrainConfig):
     branch_groups: int = 3  # branch groups per batch in stage 5 (the rest of the batch is plain clips)
     action_steps: int = 5000  # stage 5's fine-tuning steps
     action_lr: float = 4e-4
+    gate_steps: int = 1500  # stage 5b: the copy gate's fine-tuning steps (0: no gate)
+    gate_lr: float = 2e-4
+    gate_head_lr: float = 5e-3  # the gate's own projection, which starts from zero
     distill_steps: int = 1500  # stage 6: action guidance folded into the weights (0: the SDK guides instead)
     distill_lr: float = 1e-4
 
@@ -190,13 +196,87 @@ def train_actions(cfg: WorldTrainConfig, work: Path, mixed: dict, model: SanaTra
                              init={"model": model.state_dict(), "text": text_model.state_dict()})
 
 
+def _noise_frame(gen: torch.Generator, x0: torch.Tensor, k: torch.Tensor, jitter: float = 0.0
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Clean clips x0 (B, C, T, h, w) with frame k of each row noised, half at the SDK's stepping timesteps and
+    half spread over the others: (xt, per-frame t (B, T), noise). jitter: noise the model is not told about on the
+    clean frames (train_transformer's robustness to an imperfect history)."""
+    b, frames = x0.shape[0], x0.shape[2]
+    grid = torch.tensor(spec.STEP_TIMESTEPS)
+    level = torch.where(torch.rand(b, generator=gen) < 0.5, grid[torch.randint(len(grid), (b,), generator=gen)],
+                        torch.sigmoid(torch.randn(b, generator=gen)) * 1000)
+    t = torch.zeros(b, frames)
+    t[torch.arange(b), k] = level
+    sigma = (t / 1000).view(b, 1, frames, 1, 1).to(x0.device)
+    noise = torch.randn(x0.shape, generator=gen).to(x0.device)
+    xt = (1 - sigma) * x0 + sigma * noise
+    if jitter:
+        xt = xt + jitter * torch.randn(x0.shape, generator=gen).to(x0.device) * (sigma == 0)
+    return xt, t.to(x0.device), noise
+
+
+def previous_frames(x0: torch.Tensor) -> torch.Tensor:
+    """Each frame's previous clean latent (the first frame's is zeros; no row learns it): a copy gate's input."""
+    return torch.cat([torch.zeros_like(x0[:, :, :1]), x0[:, :, :-1]], dim=2)
+
+
+def with_copy_gate(model: SanaTransformer) -> SanaTransformer:
+    """The model with a copy gate added, closed (zero): the same velocities until it is trained."""
+    gated = SanaTransformer(TransformerConfig.from_dict({**model.config.to_diffusers_dict(), "copy_gate": True}))
+    missing, unexpected = gated.load_state_dict(model.state_dict(), strict=False)
+    if unexpected or any(not k.startswith("copy_gate.") for k in missing):
+        raise ValueError(f"not a copy gate's keys: missing {missing}, unexpected {unexpected}")
+    return gated.to(model.device)
+
+
+def train_copy_gate(cfg: WorldTrainConfig, work: Path, data: dict, model: SanaTransformer, tokenizer,
+                    text_model) -> SanaTransformer:
+    """Stage 5b: the stage-5 model with a copy gate, fine-tuned on plain clips and branch groups (data:
+    with_branches' layout). Every row has a clean history and one frame learnt: a branch clip its branch frame, a
+    plain clip a random one; the gate reads that frame's previous clean latent, as the SDK passes its newest."""
+    ckpt_path = work / "gate.pt"
+    model = with_copy_gate(model).to(cfg.device).train()
+    row_of, table, table_mask = _caption_table(TextEncoder(tokenizer, text_model.to(cfg.device).eval(), cache_size=0),
+                                               data["captions"], spec.TEXT_LENGTH)
+    table, table_mask = table.to(cfg.device), table_mask.to(cfg.device)
+    caption_row = torch.tensor([row_of[c] for c in data["captions"]])
+    gate = list(model.copy_gate.parameters())
+    rest = [p for n, p in model.named_parameters() if not n.startswith("copy_gate.")]
+    opt = torch.optim.AdamW([{"params": rest, "peak": cfg.gate_lr}, {"params": gate, "peak": cfg.gate_head_lr}],
+                            weight_decay=0.01)
+    start = _resume(ckpt_path, opt, model=model)
+    latents, actions, scale = data["latents"], data["actions"], data["scaling_factor"]
+    frames, b = spec.CLIP_CHUNKS, cfg.dit_batch
+    rows = torch.arange(b)
+    gen = torch.Generator().manual_seed(cfg.seed * 7919 + 55 + start)
+    device_type = torch.device(cfg.device).type
+    bar = _progress(cfg.gate_steps, start, "gate")
+    for step in range(start, cfg.gate_steps):
+        idx, branch, _ = _draw_clips(gen, b, data)
+        x0 = latents[idx].float().permute(0, 2, 1, 3, 4).to(cfg.device) * scale  # (B, C, T, h, w)
+        k = torch.where(branch, torch.full((b,), frames - 1), torch.randint(1, frames, (b,), generator=gen))
+        xt, t, noise = _noise_frame(gen, x0, k, jitter=0.03)
+        rows_of_text = caption_row[idx].to(cfg.device)
+        for group in opt.param_groups:
+            group["lr"] = _cosine(step, cfg.gate_steps, group["peak"])
+        with torch.autocast(device_type, dtype=torch.bfloat16), _attention_kernel(device_type):
+            pred = model(xt, t, table[rows_of_text], table_mask[rows_of_text], chunk_frames=1,
+                         action=actions[idx].float().to(cfg.device), previous=previous_frames(x0))
+        loss = torch.nn.functional.mse_loss(pred.float()[rows, :, k], (noise - x0)[rows, :, k])
+        _optimizer_step(opt, model.parameters(), loss, bar)
+        if _checkpoint_due(step, cfg.checkpoint_every, cfg.gate_steps):
+            _save(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step + 1})
+    bar.close()
+    return model.cpu().eval()
+
+
 # ----- stage 6: guidance distillation ---------------------------------------------------------------------------
 
 
 def distill_guidance(cfg: WorldTrainConfig, work: Path, data: dict, model: SanaTransformer, tokenizer, text_model,
                      guidance: float = spec.ACTION_GUIDANCE) -> SanaTransformer:
     """Stage 6: action guidance folded into the weights, so that the SDK steps one row per world instead of two.
-    The stage-5 model, frozen, is the teacher. A clip's frame k (1 ≤ k < CLIP_CHUNKS) is noised, the frames before
+    The stage-5 (or 5b) model, frozen, is the teacher. A clip's frame k (1 ≤ k < CLIP_CHUNKS) is noised, the frames before
     it are its clean history, and the student, which starts as the teacher, learns the teacher's guided velocity
     for it: v_none + guidance·(v_action − v_none), v_none with frame k's action zeroed and the history's kept, as
     the SDK guides. data: with_branches' layout; half of every batch is plain clips, half branch clips."""
@@ -213,7 +293,6 @@ def distill_guidance(cfg: WorldTrainConfig, work: Path, data: dict, model: SanaT
     start = _resume(ckpt_path, opt, model=student)
     latents, actions, captions, scale = data["latents"], data["actions"], data["captions"], data["scaling_factor"]
     branch_start, n, frames, b = data["branch_start"], len(captions), spec.CLIP_CHUNKS, cfg.dit_batch
-    grid = torch.tensor(spec.STEP_TIMESTEPS)
     rows = torch.arange(b)
     gen = torch.Generator().manual_seed(cfg.seed * 7919 + 6 + start)
     device_type = torch.device(cfg.device).type
@@ -225,27 +304,22 @@ def distill_guidance(cfg: WorldTrainConfig, work: Path, data: dict, model: SanaT
         x0 = latents[idx].float().permute(0, 2, 1, 3, 4).to(cfg.device) * scale  # (B, C, T, h, w)
         action = actions[idx].float().to(cfg.device)
         k = torch.randint(1, frames, (b,), generator=gen)
-        # Half at the SDK's stepping timesteps, half spread over the others.
-        level = torch.where(torch.rand(b, generator=gen) < 0.5, grid[torch.randint(len(grid), (b,), generator=gen)],
-                            torch.sigmoid(torch.randn(b, generator=gen)) * 1000)
-        t = torch.zeros(b, frames)
-        t[rows, k] = level
-        sigma = (t / 1000).view(b, 1, frames, 1, 1).to(cfg.device)
-        xt = (1 - sigma) * x0 + sigma * torch.randn(x0.shape, generator=gen).to(cfg.device)
-        t = t.to(cfg.device)
+        xt, t, _ = _noise_frame(gen, x0, k)
+        previous = previous_frames(x0) if model.config.copy_gate else None
         still = action.clone()
         still[rows, k] = 0
         rows_of_text = caption_row[idx].to(cfg.device)
         emb, mask = table[rows_of_text], table_mask[rows_of_text]
         with torch.no_grad(), torch.autocast(device_type, dtype=torch.bfloat16), _attention_kernel(device_type):
             v = teacher(torch.cat([xt, xt]), torch.cat([t, t]), torch.cat([emb, emb]), torch.cat([mask, mask]),
-                        chunk_frames=1, action=torch.cat([action, still])).float()
+                        chunk_frames=1, action=torch.cat([action, still]),
+                        previous=None if previous is None else torch.cat([previous, previous])).float()
         acted, none = v.chunk(2)
         target = classifier_free_guidance(none, acted, guidance)
         for group in opt.param_groups:
             group["lr"] = _cosine(step, cfg.distill_steps, cfg.distill_lr)
         with torch.autocast(device_type, dtype=torch.bfloat16), _attention_kernel(device_type):
-            pred = student(xt, t, emb, mask, chunk_frames=1, action=action)
+            pred = student(xt, t, emb, mask, chunk_frames=1, action=action, previous=previous)
         loss = torch.nn.functional.mse_loss(pred.float()[rows, :, k], target[rows, :, k])  # frame k of each row
         _optimizer_step(opt, student.parameters(), loss, bar)
         if _checkpoint_due(step, cfg.checkpoint_every, cfg.distill_steps):
@@ -285,13 +359,16 @@ def evaluate(ae: DCAE, scale: float, model: SanaTransformer, text: TextEncoder, 
     start = ae.encode(_to_model(truth[:, 0]).contiguous(memory_format=torch.channels_last)) * scale
     model.append_state(state, start[:, :, None].to(dtype), emb, mask, action=torch.zeros(b, 1, actions.shape[-1]))
     predicted = []
+    newest = start[:, :, None].to(dtype) if model.config.copy_gate else None  # what a copy gate copies
     for step in range(1, horizon + 1):
         action = actions[:, step : step + 1]
         x = torch.randn(start[:, :, None].shape, generator=gen)
         for i, t in enumerate(sampler.timesteps):
-            v = action_guided_velocity(model, x.to(dtype), t.expand(b), emb, mask, state, action, guidance)
+            v = action_guided_velocity(model, x.to(dtype), t.expand(b), emb, mask, state, action, guidance,
+                                       previous=newest)
             x = sampler.step(v, i, x, generator=gen)
         model.append_state(state, x.to(dtype), emb, mask, action=action)
+        newest = None if newest is None else x.to(dtype)
         pixels = ae.decode(x[:, :, 0] / scale).clamp(-1, 1)
         predicted.append(((pixels.permute(0, 2, 3, 1) + 1) * 127.5).round().byte().numpy())
     recon = ((ae.decode(start / scale).clamp(-1, 1).permute(0, 2, 3, 1) + 1) * 127.5).round().byte().numpy()
@@ -317,7 +394,9 @@ runs with no download.
   frame); actions (8 key bits + 6 continuous camera deltas, `worldmodel.actions`) join the per-frame time embedding
   through a zero-initialised MLP, and the camera deltas are also drawn per token as Plücker maps of the camera's
   motion (SANA-WM's camera maps; `sana_stream/model/plucker.py`), added in every block after self-attention through
-  zero-initialised projections; trained chunk-causally with one-frame chunks and a history window of {window} frames;
+  zero-initialised projections; a copy gate (`copy_gate`: a zero-initialised read of the final tokens, g in [0, 1]
+  per latent pixel) mixes each pixel's velocity toward the one that keeps the previous frame; trained
+  chunk-causally with one-frame chunks and a history window of {window} frames;
 - autoencoder: AutoencoderDC config, 8× spatial compression, 64² frames → 8×8×16 latents,
   {autoencoder:.2f} M parameters, applied per frame;
 - text encoder: 1-layer Gemma-2 over the captions "a walk through a <brick|stone|wood|metal> maze",
@@ -332,7 +411,9 @@ are held out. Each frame is paired with the action that produced it. Then an act
 on branching trajectories (a history from a policy that draws a fresh action every step, then the next frame under
 each of the nine single-key actions from the same pose), whole groups making up most of every batch beside plain
 clips (`branch_groups` below). Trained on plain trajectories alone the model ignored its actions (it read the
-motion in its history instead); a branch group can only be told apart by its actions.
+motion in its history instead); a branch group can only be told apart by its actions. Then a copy-gate stage on
+the same data: the gate is added, closed, and trained with the rest (a clean history, one frame learnt). Without
+it, a "none" step redrew the frame instead of keeping it, and the change read as motion.
 
 Reproduce: `sana-stream train-world --install` (seeded; stages are cached and resume), with the settings
 {config}. This build took {minutes:.0f} minutes on the machine that trained it.
@@ -357,7 +438,7 @@ def _guidance_note(cfg: WorldTrainConfig) -> str:
     g = f"{spec.ACTION_GUIDANCE:g}"
     if cfg.distill_steps:
         return (f"Action guidance {g} is in the weights: a last stage ({cfg.distill_steps} steps) taught the model "
-                f"the action-stage model's guided velocity v_none + {g}·(v_action − v_none), so each pass is one "
+                f"the previous stage's guided velocity v_none + {g}·(v_action − v_none), so each pass is one "
                 "row per world and world.json's action_guidance is 1.")
     return f"Each pass is action-guided (velocity = v_none + {g}·(v_action − v_none)): two rows per world."
 
@@ -377,10 +458,12 @@ def train_world(cfg: WorldTrainConfig, export_to: str | Path | None = None) -> P
     data = encode_rollouts(cfg, work, ae, rollouts)
     del rollouts, pool, sample_frames  # the rendered frames are not needed past the latents
     model, tokenizer, text_model = train_transformer(cfg, work, data, spec, spec.WORDS)
-    if cfg.action_steps or cfg.distill_steps:
+    if cfg.action_steps or cfg.gate_steps or cfg.distill_steps:
         mixed = with_branches(data, make_branches(cfg, work, ae), cfg.branch_groups)
     if cfg.action_steps:
         model, tokenizer, text_model = train_actions(cfg, work, mixed, model, text_model)
+    if cfg.gate_steps:
+        model = train_copy_gate(cfg, work, mixed, model, tokenizer, text_model)
     guidance = spec.ACTION_GUIDANCE  # what the SDK applies (world.json); 1 once the weights carry it
     if cfg.distill_steps:
         model = distill_guidance(cfg, work, mixed, model, tokenizer, text_model)

@@ -52,6 +52,11 @@ class TransformerConfig:
     # Not in diffusers configs: a world model's camera field of view (degrees across the width); > 0 adds Plücker
     # maps of the camera motion its actions' last six entries describe (model/plucker.py). 0: none.
     action_plucker_fov: float = 0.0
+    # Not in diffusers configs: a world model's copy gate. A zero-initialised projection of the final tokens gives
+    # g in [0, 1] per latent pixel, and the velocity becomes (1 - g) v + g (x - previous) / sigma: a mix of the
+    # network's velocity and the one that lands on the previous frame (forward's `previous=`), so that keeping a
+    # pixel as it was costs the network nothing.
+    copy_gate: bool = False
     # Not in diffusers configs: the linear-attention denominator epsilon. The reference blocks use 1e-8,
     # diffusers 1e-15; in fp32 both vanish next to any non-zero denominator.
     linear_attention_eps: float = 1e-8
@@ -111,6 +116,10 @@ class TransformerConfig:
                             f"{self.action_plucker_fov!r}")
         elif self.action_plucker_fov and isinstance(self.action_dim, int) and self.action_dim < 6:
             problems.append("action_plucker_fov needs actions that end in a 6-DoF camera delta (action_dim >= 6)")
+        if not isinstance(self.copy_gate, bool):
+            problems.append(f"copy_gate must be true or false, got {self.copy_gate!r}")
+        elif self.copy_gate and (self.family != "video" or self.patch_size[0] != 1):
+            problems.append("copy_gate needs a video model with a temporal patch of 1 (a previous frame per frame)")
         if problems:
             raise ValueError("invalid transformer config: " + "; ".join(problems))
 
@@ -164,7 +173,7 @@ class TransformerConfig:
                 continue
             if not self.is_video and f.name == "rope_max_seq_len":
                 continue
-            if f.name in ("action_dim", "action_plucker_fov") and not value:
+            if f.name in ("action_dim", "action_plucker_fov", "copy_gate") and not value:
                 continue
             out[f.name] = value
         return out
@@ -197,6 +206,8 @@ class TransformerConfig:
             embed += self.action_dim * d + d + d * d + d
         if self.action_plucker_fov:
             embed += 6 * ph * pw * d + self.num_layers * d * d
+        if self.copy_gate:
+            embed += (d + 1) * ph * pw
         caption = self.caption_channels * d + d + d * d + d + d
         final = 2 * d + d * math.prod(self.patch_size) * c_out + math.prod(self.patch_size) * c_out
         return embed + caption + self.num_layers * per_block + final

@@ -13,7 +13,8 @@ Attention modes (all in one code path, chosen by which chunks exist and what his
 World models (config.action_dim > 0) also take `action=` (B, T, action_dim), one vector per latent frame, added to
 the time embedding (model/actions.py); `action=None` there means the zero vector ("no action"). With
 config.action_plucker_fov, each frame's camera motion is also drawn per token (model/plucker.py) and added to every
-block after self-attention.
+block after self-attention. With config.copy_gate, `previous=` (each frame's previous clean latent) lets the model
+keep a latent pixel as it was: the velocity mixes toward the one that lands on `previous`, by a learnt gate.
 """
 
 from __future__ import annotations
@@ -118,6 +119,10 @@ class SanaTransformer(nn.Module):
         self.transformer_blocks = nn.ModuleList([SanaBlock(cfg) for _ in range(cfg.num_layers)])
         self.scale_shift_table = nn.Parameter(torch.randn(2, d) / d**0.5)
         self.proj_out = nn.Linear(d, pt * ph * pw * cfg.out_channels)
+        self.copy_gate = nn.Linear(d, ph * pw) if cfg.copy_gate else None
+        if self.copy_gate is not None:  # zero: the gate starts closed, the model as it was
+            nn.init.zeros_(self.copy_gate.weight)
+            nn.init.zeros_(self.copy_gate.bias)
         self.rope = Rope3D(cfg.attention_head_dim) if cfg.is_video else None
 
     # ----- properties ------------------------------------------------------------------------------------------
@@ -238,15 +243,19 @@ class SanaTransformer(nn.Module):
         action: torch.Tensor | None = None,
         append: torch.Tensor | None = None,
         append_action: torch.Tensor | None = None,
+        previous: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Velocity prediction with x's shape. timestep: (B,) or per latent frame (B, T), diffusers scale.
         action: world models only, (B, T, action_dim) per latent frame.
+        previous: models with config.copy_gate only, shaped like x: each frame's previous clean latent (in a
+        stream, the newest appended frame). None: the gate is not applied, the network's own velocity.
 
         append (with state=): a finished clean chunk (B, C, T', H, W) added to the state in this same pass, ahead
         of x; the result and the state are those of append_state(state, append) then forward(x, state=state), for
         one pass over T' + T frames instead of two (append_action: its actions, world models only)."""
         out, _ = self._run(x, timestep, encoder_hidden_states, encoder_attention_mask, chunk_frames, guidance,
-                           state, need_output=True, action=action, append=append, append_action=append_action)
+                           state, need_output=True, action=action, append=append, append_action=append_action,
+                           copy_source=previous)
         return out
 
     def new_state(self, batch_size: int, window: int | None = None) -> StreamState:
@@ -285,8 +294,10 @@ class SanaTransformer(nn.Module):
         state.append(records, frames, grid, replace_newest=replace_last)
 
     def _run(self, x, timestep, text, text_mask, chunk_frames, guidance, state, need_output, replace_last=False,
-             action=None, append=None, append_action=None):
+             action=None, append=None, append_action=None, copy_source=None):
         timestep, guidance, action = self._check_inputs(x, timestep, text, text_mask, guidance, action)
+        self._check_previous(x, copy_source)
+        x_in, t_in = x, timestep
         image_input = x.ndim == 4
         if image_input:
             x = x.unsqueeze(2)
@@ -325,11 +336,44 @@ class SanaTransformer(nn.Module):
             return None, records
 
         shift, scale = (self.scale_shift_table + t_emb.unsqueeze(2)).unsqueeze(2).unbind(dim=3)
-        out = self.proj_out(F.layer_norm(tokens, (tokens.shape[-1],), eps=1e-6) * (1 + scale) + shift)
-        pt, ph, pw = self.config.patch_size
-        out = out.view(b, t, h, w, pt, ph, pw, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
-        out = out.reshape(b, -1, t * pt, h * ph, w * pw)
+        final = F.layer_norm(tokens, (tokens.shape[-1],), eps=1e-6) * (1 + scale) + shift
+        out = self._unpatchify(self.proj_out(final), t, h, w)
+        if copy_source is not None:
+            out = self._copy_mix(out, self._unpatchify(self.copy_gate(final), t, h, w), x_in, t_in, copy_source)
         return (out[:, :, 0] if image_input else out), records
+
+    def _unpatchify(self, out: torch.Tensor, t: int, h: int, w: int) -> torch.Tensor:
+        """(B, T, H'·W', pt·ph·pw·C) per-token outputs -> (B, C, T·pt, H'·ph, W'·pw)."""
+        pt, ph, pw = self.config.patch_size
+        b = out.shape[0]
+        out = out.view(b, t, h, w, pt, ph, pw, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
+        return out.reshape(b, -1, t * pt, h * ph, w * pw)
+
+    @staticmethod
+    def _copy_mix(v: torch.Tensor, gate: torch.Tensor, x: torch.Tensor, timestep: torch.Tensor,
+                  previous: torch.Tensor) -> torch.Tensor:
+        """(1 - g) v + g (x - previous) / sigma, g in [0, 1]: with x = (1 - sigma) x0 + sigma noise, the second
+        velocity is the one whose clean estimate x - sigma v is `previous`. A convex mix, so the gate can only pull
+        toward the copy, never past it (a gate outside [0, 1] amplifies every change, step after step)."""
+        b, _, frames = x.shape[:3]
+        # sigma = t / 1000 (diffusers' timestep scale); clean frames (t = 0) are never supervised, and the floor
+        # keeps their copy velocity finite.
+        sigma = (timestep.float().reshape(b, -1).expand(b, frames) / 1000).clamp_min(0.02).view(b, 1, frames, 1, 1)
+        g = gate.float().clamp(0, 1)
+        copy = (x.float() - previous.float()) / sigma
+        return ((1 - g) * v.float() + g * copy).to(v.dtype)
+
+    def _check_previous(self, x: torch.Tensor, previous: torch.Tensor | None) -> None:
+        if previous is None:
+            return
+        if self.copy_gate is None:
+            raise ValueError("this model has no copy gate (config.copy_gate is false): drop previous=")
+        if not isinstance(previous, torch.Tensor) or tuple(previous.shape) != tuple(x.shape):
+            shape = tuple(previous.shape) if isinstance(previous, torch.Tensor) else type(previous).__name__
+            raise ValueError(f"previous must be shaped like x {tuple(x.shape)}, each frame's previous clean latent, "
+                             f"got {shape}")
+        if not torch.isfinite(previous).all():
+            raise ValueError("previous contains NaN or inf")
 
     def _with_append(self, x, timestep, action, append, append_action, text, text_mask, guidance, state,
                      chunk_frames):
