@@ -359,7 +359,7 @@ def _add_train_world(commands: argparse._SubParsersAction) -> None:
 
     d = world_config()
     train = commands.add_parser(
-        "train-world", help="train the embedded world model from scratch (about 1 h on 2 CPU cores; resumable)",
+        "train-world", help="train the embedded world model from scratch (about 100 min on 2 CPU cores; resumable)",
         description="Render trajectories in the procedural first-person maze (worldmodel.sim), then train the world "
                     "model's autoencoder, text encoder and action-conditioned transformer on them, seeded, and "
                     "evaluate it on held-out worlds. Each stage checkpoints into --work; running the command again "

@@ -210,8 +210,8 @@ class Snapshot:
     def nbytes(self) -> int:
         """Bytes held: constant in the number of steps taken."""
         run = self._run
-        pending = sum(t.numel() * t.element_size() for t in (run.pending, run.pending_action, run.newest)
-                      if t is not None)
+        held = {id(t): t for t in (run.pending, run.pending_action, run.newest) if t is not None}  # newest may be pending
+        pending = sum(t.numel() * t.element_size() for t in held.values())
         return run.state.nbytes + getattr(run.decode_state, "nbytes", 0) + run.frame.nbytes + pending
 
     def __repr__(self) -> str:
@@ -376,7 +376,7 @@ class WorldModel:
         x = self._denoise(run, actions, self.config.frames_per_step)
         run.pending, run.pending_action = x.to(self.pipeline.transformer.dtype), actions
         if run.newest is not None:
-            run.newest = run.pending[:, :, -1:]
+            run.newest = run.pending  # one frame a step with a copy gate
         t1 = time.perf_counter()
         frames = self._decode(run, x)
         t2 = time.perf_counter()

@@ -276,10 +276,11 @@ def train_copy_gate(cfg: WorldTrainConfig, work: Path, data: dict, model: SanaTr
 def distill_guidance(cfg: WorldTrainConfig, work: Path, data: dict, model: SanaTransformer, tokenizer, text_model,
                      guidance: float = spec.ACTION_GUIDANCE) -> SanaTransformer:
     """Stage 6: action guidance folded into the weights, so that the SDK steps one row per world instead of two.
-    The stage-5 (or 5b) model, frozen, is the teacher. A clip's frame k (1 ≤ k < CLIP_CHUNKS) is noised, the frames before
-    it are its clean history, and the student, which starts as the teacher, learns the teacher's guided velocity
-    for it: v_none + guidance·(v_action − v_none), v_none with frame k's action zeroed and the history's kept, as
-    the SDK guides. data: with_branches' layout; half of every batch is plain clips, half branch clips."""
+    The stage-5 (or 5b) model, frozen, is the teacher. A clip's frame k (1 ≤ k < CLIP_CHUNKS) is noised, the frames
+    before it are its clean history (with a copy gate, the frame before k is its `previous`), and the student, which
+    starts as the teacher, learns the teacher's guided velocity for it: v_none + guidance·(v_action − v_none),
+    v_none with frame k's action zeroed and the history's kept, as the SDK guides. data: with_branches' layout;
+    half of every batch is plain clips, half branch clips."""
     ckpt_path = work / "distill.pt"
     teacher = copy.deepcopy(model).eval().requires_grad_(False)
     student = model.to(cfg.device).train()
