@@ -210,7 +210,8 @@ class Snapshot:
     def nbytes(self) -> int:
         """Bytes held: constant in the number of steps taken."""
         run = self._run
-        held = {id(t): t for t in (run.pending, run.pending_action, run.newest) if t is not None}  # newest may be pending
+        # newest is often the pending latent itself: each tensor counted once
+        held = {id(t): t for t in (run.pending, run.pending_action, run.newest) if t is not None}
         pending = sum(t.numel() * t.element_size() for t in held.values())
         return run.state.nbytes + getattr(run.decode_state, "nbytes", 0) + run.frame.nbytes + pending
 

@@ -196,6 +196,15 @@ def train_actions(cfg: WorldTrainConfig, work: Path, mixed: dict, model: SanaTra
                              init={"model": model.state_dict(), "text": text_model.state_dict()})
 
 
+def _frozen_captions(cfg: WorldTrainConfig, tokenizer, text_model, captions: list[str]
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The frozen text encoder's states for the few distinct captions, once, on cfg.device: (table, its mask, each
+    clip's row of the table)."""
+    row_of, table, table_mask = _caption_table(TextEncoder(tokenizer, text_model.to(cfg.device).eval(), cache_size=0),
+                                               captions, spec.TEXT_LENGTH)
+    return table.to(cfg.device), table_mask.to(cfg.device), torch.tensor([row_of[c] for c in captions])
+
+
 def _noise_frame(gen: torch.Generator, x0: torch.Tensor, k: torch.Tensor, jitter: float = 0.0
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Clean clips x0 (B, C, T, h, w) with frame k of each row noised, half at the SDK's stepping timesteps and
@@ -236,10 +245,7 @@ def train_copy_gate(cfg: WorldTrainConfig, work: Path, data: dict, model: SanaTr
     plain clip a random one; the gate reads that frame's previous clean latent, as the SDK passes its newest."""
     ckpt_path = work / "gate.pt"
     model = with_copy_gate(model).to(cfg.device).train()
-    row_of, table, table_mask = _caption_table(TextEncoder(tokenizer, text_model.to(cfg.device).eval(), cache_size=0),
-                                               data["captions"], spec.TEXT_LENGTH)
-    table, table_mask = table.to(cfg.device), table_mask.to(cfg.device)
-    caption_row = torch.tensor([row_of[c] for c in data["captions"]])
+    table, table_mask, caption_row = _frozen_captions(cfg, tokenizer, text_model, data["captions"])
     gate = list(model.copy_gate.parameters())
     rest = [p for n, p in model.named_parameters() if not n.startswith("copy_gate.")]
     opt = torch.optim.AdamW([{"params": rest, "peak": cfg.gate_lr}, {"params": gate, "peak": cfg.gate_head_lr}],
@@ -285,11 +291,7 @@ def distill_guidance(cfg: WorldTrainConfig, work: Path, data: dict, model: SanaT
     teacher = copy.deepcopy(model).eval().requires_grad_(False)
     student = model.to(cfg.device).train()
     teacher.to(cfg.device)
-    # The text encoder is frozen here: its states for the few distinct captions, once.
-    row_of, table, table_mask = _caption_table(TextEncoder(tokenizer, text_model.to(cfg.device).eval(), cache_size=0),
-                                               data["captions"], spec.TEXT_LENGTH)
-    table, table_mask = table.to(cfg.device), table_mask.to(cfg.device)
-    caption_row = torch.tensor([row_of[c] for c in data["captions"]])  # each clip's row of the table
+    table, table_mask, caption_row = _frozen_captions(cfg, tokenizer, text_model, data["captions"])
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.distill_lr, weight_decay=0.01)
     start = _resume(ckpt_path, opt, model=student)
     latents, actions, captions, scale = data["latents"], data["actions"], data["captions"], data["scaling_factor"]

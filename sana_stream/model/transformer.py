@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..sampling.schedule import NUM_TRAIN_TIMESTEPS
 from ..weights import write_component_folder
 from .actions import ActionEmbedder
 from .attention import AttentionSums, CrossAttention, LinearSelfAttention
@@ -297,10 +298,11 @@ class SanaTransformer(nn.Module):
              action=None, append=None, append_action=None, copy_source=None):
         timestep, guidance, action = self._check_inputs(x, timestep, text, text_mask, guidance, action)
         self._check_previous(x, copy_source)
-        x_in, t_in = x, timestep
         image_input = x.ndim == 4
         if image_input:
             x = x.unsqueeze(2)
+            copy_source = None if copy_source is None else copy_source.unsqueeze(2)
+        x_in, t_in = x, timestep  # the frames the output is for (the append, if any, joins x below)
         b = x.shape[0]
         if append is not None:
             x, timestep, action = self._with_append(x, timestep, action, append, append_action, text, text_mask,
@@ -356,9 +358,9 @@ class SanaTransformer(nn.Module):
         velocity is the one whose clean estimate x - sigma v is `previous`. A convex mix, so the gate can only pull
         toward the copy, never past it (a gate outside [0, 1] amplifies every change, step after step)."""
         b, _, frames = x.shape[:3]
-        # sigma = t / 1000 (diffusers' timestep scale); clean frames (t = 0) are never supervised, and the floor
-        # keeps their copy velocity finite.
-        sigma = (timestep.float().reshape(b, -1).expand(b, frames) / 1000).clamp_min(0.02).view(b, 1, frames, 1, 1)
+        # Clean frames (t = 0) are never supervised; the floor keeps their copy velocity finite.
+        sigma = timestep.float().reshape(b, -1).expand(b, frames) / NUM_TRAIN_TIMESTEPS
+        sigma = sigma.clamp_min(0.02).view(b, 1, frames, 1, 1)
         g = gate.float().clamp(0, 1)
         copy = (x.float() - previous.float()) / sigma
         return ((1 - g) * v.float() + g * copy).to(v.dtype)
